@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class CoreConfig(AppConfig):
+    name = "apps.core"
+    label = "core"
+    verbose_name = "Core"
+
+    def ready(self) -> None:
+        from apps.core.roles import sync_roles_after_migrate
+
+        # Permissions are created post_migrate, so role grants are (re)applied then,
+        # picking up the permissions of each domain app as it arrives.
+        post_migrate.connect(sync_roles_after_migrate, dispatch_uid="immune.core.roles")

@@ -1,0 +1,61 @@
+"""The one DRF exception handler: every API error has the same shape.
+
+    {"error": {"code": "...", "message": "...", "details": {...}}}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from django_ratelimit.exceptions import Ratelimited
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from apps.core.errors import ApplicationError
+
+log = structlog.get_logger(__name__)
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, Ratelimited):
+        exc = exceptions.Throttled(detail="Too many requests; slow down and try again.")
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        # An unexpected failure: log it with the request id bound, answer without internals.
+        log.exception("api.unhandled_exception", exc_type=type(exc).__name__)
+        return Response(
+            error_body("server_error", "An internal error occurred; it has been logged."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    if isinstance(exc, exceptions.ValidationError):
+        code, message, details = "validation_error", "The request is not valid.", exc.detail
+    else:
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        message = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else str(exc)
+        details = {}
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            details = {"retry_after_seconds": int(exc.wait)}
+    response.data = error_body(code, message, details)
+    return response

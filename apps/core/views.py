@@ -1,0 +1,172 @@
+"""Operations endpoints, the metrics gate, the login forms and small API views."""
+
+from __future__ import annotations
+
+import hmac
+
+from django.conf import settings
+from django.contrib import admin
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from django_prometheus.exports import ExportToDjangoView
+from django_ratelimit.decorators import ratelimit
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core import health
+from apps.core.exceptions import error_body
+from apps.core.roles import LEADS, REVIEWERS
+
+SERVICE = "immune"
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("admin:index")
+
+
+# --- Health (the only unauthenticated endpoints) -------------------------------------------
+@require_GET
+@never_cache
+def health_basic(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok", "service": SERVICE, "environment": settings.IMMUNE_ENV})
+
+
+@require_GET
+@never_cache
+def health_live(request: HttpRequest) -> JsonResponse:
+    """The process answers: nothing external is checked, so a restart would not help more."""
+    return JsonResponse({"status": "alive"})
+
+
+def _checks_response(*, ready_gate: bool) -> JsonResponse:
+    overall, components = health.run_checks()
+    status = 503 if ready_gate and overall == health.UNHEALTHY else 200
+    return JsonResponse(
+        {
+            "status": overall,
+            "ready": overall != health.UNHEALTHY,
+            "components": {c.name: c.as_dict() for c in components},
+        },
+        status=status,
+    )
+
+
+@require_GET
+@never_cache
+def health_ready(request: HttpRequest) -> JsonResponse:
+    return _checks_response(ready_gate=True)
+
+
+@require_GET
+@never_cache
+def health_components(request: HttpRequest) -> JsonResponse:
+    return _checks_response(ready_gate=False)
+
+
+@require_GET
+@never_cache
+def health_startup(request: HttpRequest) -> JsonResponse:
+    """Started = the database answers and every migration is applied."""
+    try:
+        executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except Exception as exc:
+        connections[DEFAULT_DB_ALIAS].close()
+        return JsonResponse(
+            {"status": "starting", "error": type(exc).__name__}, status=503
+        )
+    if pending:
+        return JsonResponse(
+            {"status": "starting", "pending_migrations": len(pending)}, status=503
+        )
+    return JsonResponse({"status": "started"})
+
+
+# --- Metrics -------------------------------------------------------------------------------
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition for staff sessions or ``Authorization: Bearer $METRICS_TOKEN``."""
+    token = settings.METRICS_TOKEN
+    supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    token_ok = bool(token) and hmac.compare_digest(supplied.encode(), token.encode())
+    if not (token_ok or (request.user.is_authenticated and request.user.is_staff)):
+        return JsonResponse(
+            error_body("not_authenticated", "Metrics need a staff login or the metrics token."),
+            status=401,
+        )
+    return ExportToDjangoView(request)
+
+
+# --- Login ---------------------------------------------------------------------------------
+admin_login = ratelimit(key="ip", rate=settings.LOGIN_RATE_LIMIT, method="POST", block=True)(
+    admin.site.login
+)
+
+
+def ratelimited(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            error_body("throttled", "Too many attempts; wait a minute and try again."), status=429
+        )
+    return HttpResponse("Too many attempts; wait a minute and try again.", status=429)
+
+
+class TokenObtainView(ObtainAuthToken):
+    """Exchange a username and password for the user's API token (rate limited)."""
+
+
+    @extend_schema(
+        responses=inline_serializer("TokenOutput", {"token": serializers.CharField()}),
+    )
+    def post(self, request, *args, **kwargs):
+        limited = ratelimit(key="ip", rate=settings.LOGIN_RATE_LIMIT, method="POST", block=True)
+        return limited(super().post)(request, *args, **kwargs)
+
+
+class MeView(APIView):
+    """Who the caller is and which roles they hold."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "MeOutput",
+            {
+                "username": serializers.CharField(),
+                "roles": serializers.ListField(child=serializers.CharField()),
+                "is_staff": serializers.BooleanField(),
+            },
+        )
+    )
+    def get(self, request):
+        groups = set(request.user.groups.values_list("name", flat=True))
+        roles = [r for r in (REVIEWERS, LEADS) if r in groups]
+        return Response(
+            {"username": request.user.get_username(), "roles": roles,
+             "is_staff": request.user.is_staff}
+        )
+
+
+def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404 for the whole site: JSON under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "No such resource."), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def json_server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            error_body("server_error", "An internal error occurred; it has been logged."),
+            status=500,
+        )
+    from django.views.defaults import server_error
+
+    return server_error(request)

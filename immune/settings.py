@@ -1,0 +1,296 @@
+"""Settings of immune.
+
+Everything is configured here; the environment (read only through
+``immune.env``) decides what differs between a laptop and production.
+With nothing set the project runs on an embedded default: SQLite in the data
+folder, a local-memory cache, the in-memory channel layer and Celery tasks run
+in-process. ``DATABASE_URL`` switches to PostgreSQL, ``REDIS_URL`` moves the
+cache, the channel layer and the Celery broker/result backend to Redis.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.core.exceptions import ImproperlyConfigured
+
+from immune.env import (
+    BASE_DIR,
+    DATA_DIR,
+    DATABASE_URL,
+    DEFAULT_SECRET_KEY,
+    DJANGO_ENV,
+    IS_PRODUCTION,
+    REDIS_URL,
+    env,
+)
+from immune.logconfig import build_logging_config
+
+# --- Core ---------------------------------------------------------------------------------
+SECRET_KEY = env.str("SECRET_KEY", default=DEFAULT_SECRET_KEY)
+DEBUG = env.bool("DEBUG", default=not IS_PRODUCTION)
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["127.0.0.1", "localhost", "testserver"]
+)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+
+def _production_problems() -> list[str]:
+    """Each entry names one setting that makes a production start unsafe."""
+    problems = []
+    if DEBUG:
+        problems.append("DEBUG must be off in production (unset DEBUG or set DEBUG=false)")
+    if not SECRET_KEY or SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32:
+        problems.append(
+            "SECRET_KEY is missing, the development default or shorter than 32 characters"
+        )
+    if not ALLOWED_HOSTS:
+        problems.append("ALLOWED_HOSTS is empty (a comma-separated list of host names)")
+    return problems
+
+
+if IS_PRODUCTION and (_problems := _production_problems()):
+    raise ImproperlyConfigured(
+        "immune refuses to start with DJANGO_ENV=production: " + "; ".join(_problems)
+    )
+
+INSTALLED_APPS = [
+    # daphne first: its runserver serves HTTP and WebSocket through immune.asgi.
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "django_prometheus",
+    "apps.core",
+]
+
+MIDDLEWARE = [
+    # django-prometheus wants its before/after middleware first and last.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "apps.core.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns django-ratelimit's Ratelimited into RATELIMIT_VIEW's 429 instead of a 403.
+    "django_ratelimit.middleware.RatelimitMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+if IS_PRODUCTION:
+    # Static files from the web process itself (collected, hashed, compressed).
+    MIDDLEWARE.insert(3, "whitenoise.middleware.WhiteNoiseMiddleware")
+
+ROOT_URLCONF = "immune.urls"
+WSGI_APPLICATION = "immune.wsgi.application"
+ASGI_APPLICATION = "immune.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------
+if DATABASE_URL:
+    _db = env.db_url_config(DATABASE_URL)
+    if _db["ENGINE"] not in ("django.db.backends.postgresql", "django.db.backends.sqlite3"):
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be postgres:// or sqlite://, not {_db['ENGINE']}"
+        )
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    _db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "immune.sqlite3")}
+
+# Wrap the engine with django-prometheus so query counts and latencies are exported.
+_db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
+_db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+_db["CONN_HEALTH_CHECKS"] = True
+if "postgresql" in _db["ENGINE"]:
+    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+else:
+    # Wait for a lock instead of failing at once when the worker and web write together.
+    _db.setdefault("OPTIONS", {}).setdefault("timeout", 20)
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, channel layer, Celery ---------------------------------------------------------
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "immune-cache",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 3, "SOCKET_TIMEOUT": 3},
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "immune"},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache",
+            "LOCATION": "immune",
+        }
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# An empty variable counts as unset, so `FOO=` in a compose file means "the default".
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = (
+    env.str("CELERY_RESULT_BACKEND", default="") or REDIS_URL or "cache+memory://"
+)
+# Without a broker the tasks run in-process, so the embedded default needs no worker.
+CELERY_TASK_ALWAYS_EAGER = (
+    env.bool("CELERY_TASK_ALWAYS_EAGER")
+    if env.str("CELERY_TASK_ALWAYS_EAGER", default="")
+    else CELERY_BROKER_URL.startswith("memory://")
+)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = timedelta(days=1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = "UTC"
+# Domain apps add their schedules here as they arrive (feed sync, rescans, retraining).
+CELERY_BEAT_SCHEDULE: dict = {}
+
+# --- Auth ---------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env.str("API_THROTTLE_USER", default="1200/minute"),
+        "anon": env.str("API_THROTTLE_ANON", default="60/minute"),
+    },
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "immune API",
+    "DESCRIPTION": "Adaptive Immune System: advisories, projects, APVs, patches, decisions.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# django-ratelimit guards the login forms; it needs a cache shared by all processes,
+# which the local-memory default is not (fine on one process, hence silenced there).
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_VIEW = "apps.core.views.ratelimited"
+LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10/m")
+SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+#: Bearer token Prometheus presents to /metrics; staff sessions may read it too.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
+# --- Internationalisation and static files -------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if IS_PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+
+# --- Security -----------------------------------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+if IS_PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Health probes come from the orchestrator over plain HTTP inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^health", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+
+# --- Logging ------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if IS_PRODUCTION else "console")
+LOGGING_CONFIG = None  # configured once below, so structlog and stdlib share handlers
+LOGGING = build_logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
+
+import logging.config  # noqa: E402  (configured after every setting it depends on)
+
+logging.config.dictConfig(LOGGING)
+
+# --- immune -------------------------------------------------------------------------------
+IMMUNE_ENV = DJANGO_ENV
+IMMUNE_DATA_DIR = DATA_DIR
+#: Health checks slower than this (ms) report a component as degraded.
+HEALTH_DEGRADED_MS = env.float("HEALTH_DEGRADED_MS", default=500.0)
+#: Components whose failure makes /health/ready answer 503.
+HEALTH_REQUIRED_COMPONENTS = env.list(
+    "HEALTH_REQUIRED_COMPONENTS", default=["database", "cache", "broker", "channel_layer"]
+)

@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from apps.core import views as core_views
+
+api_v1 = [
+    path("auth/token/", core_views.TokenObtainView.as_view(), name="auth-token"),
+    path("me/", core_views.MeView.as_view(), name="me"),
+]
+
+urlpatterns = [
+    path("", core_views.home, name="home"),
+    # The login form is rate limited per client address (django-ratelimit).
+    path("admin/login/", core_views.admin_login, name="admin-login"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"), namespace="v1")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("", include("apps.core.urls")),
+]
+
+handler404 = "apps.core.views.json_not_found"
+handler500 = "apps.core.views.json_server_error"

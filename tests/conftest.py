@@ -1,0 +1,122 @@
+"""Test-suite wiring: which services the run has, and what happens without them.
+
+The suite runs on the embedded default (SQLite, local memory) and, with
+``DATABASE_URL``/``REDIS_URL`` set, on PostgreSQL and Redis. Tests marked
+``postgres`` or ``redis`` need that server; they are skipped with a reason where it
+is not configured, and fail instead when ``IMMUNE_REQUIRE_SERVICES=1`` (as in CI).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("IMMUNE_REQUIRE_SERVICES") == "1"
+
+
+def _database_vendor() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    return "postgresql" if url.startswith(("postgres://", "postgresql://")) else "sqlite"
+
+
+def _redis_configured() -> bool:
+    return os.environ.get("REDIS_URL", "").startswith(("redis://", "rediss://"))
+
+
+def _service_problems() -> list[str]:
+    problems = []
+    if _database_vendor() != "postgresql":
+        problems.append("DATABASE_URL does not point at PostgreSQL")
+    else:
+        import psycopg
+
+        try:
+            psycopg.connect(os.environ["DATABASE_URL"], connect_timeout=3).close()
+        except Exception as exc:
+            problems.append(f"PostgreSQL unreachable: {exc}")
+    if not _redis_configured():
+        problems.append("REDIS_URL is not set")
+    else:
+        import redis
+
+        try:
+            redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=3).ping()
+        except Exception as exc:
+            problems.append(f"Redis unreachable: {exc}")
+    return problems
+
+
+def pytest_report_header(config):
+    redis_url = os.environ.get("REDIS_URL") or "not set (local-memory cache and channel layer)"
+    return [
+        f"immune: database vendor = {_database_vendor()}",
+        f"immune: redis = {redis_url}",
+        f"immune: IMMUNE_REQUIRE_SERVICES = {int(REQUIRE_SERVICES)}",
+    ]
+
+
+def pytest_sessionstart(session):
+    if REQUIRE_SERVICES and (problems := _service_problems()):
+        pytest.exit("IMMUNE_REQUIRE_SERVICES=1 but: " + "; ".join(problems), returncode=3)
+
+
+def pytest_runtest_setup(item):
+    needs = {
+        "postgres": (_database_vendor() == "postgresql", "needs DATABASE_URL=postgres://..."),
+        "redis": (_redis_configured(), "needs REDIS_URL=redis://..."),
+    }
+    for marker, (available, reason) in needs.items():
+        if item.get_closest_marker(marker) and not available:
+            if REQUIRE_SERVICES:
+                pytest.fail(f"IMMUNE_REQUIRE_SERVICES=1: {reason}")
+            pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _celery_in_process():
+    """Tasks called from tests run in-process; a dedicated test drives a real worker."""
+    from immune.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # PBKDF2's cost is the point in production and only slowness in tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache (rate-limit counters, cached predictions).
+
+    On Redis only our cache keys are dropped: FLUSHDB would also wipe the channel layer.
+    """
+    from django.core.cache import cache
+
+    if hasattr(cache, "delete_pattern"):  # django-redis: honours KEY_PREFIX
+        cache.delete_pattern("*")
+    else:
+        cache.clear()
+    yield
+
+
+@pytest.fixture
+def reviewer(db, django_user_model):
+    from django.core.management import call_command
+
+    call_command("create_reviewer", "rita", stdout=io.StringIO())
+    return django_user_model.objects.get(username="rita")
+
+
+@pytest.fixture
+def lead(db, django_user_model):
+    from django.core.management import call_command
+
+    call_command("create_reviewer", "leo", "--lead", stdout=io.StringIO())
+    return django_user_model.objects.get(username="leo")

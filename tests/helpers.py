@@ -1,0 +1,46 @@
+"""Shared helpers for tests that need a second process or a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, released, not reused at once)."""
+    return free_port()
+
+
+def run_django(code: str, *, env: dict[str, str] | None = None, timeout: int = 60):
+    """Run ``code`` in a fresh interpreter with Django set up under ``env``.
+
+    Settings are read at import, so configurations (production checks, a database
+    on a closed port) are tested in their own process, exactly as a server starts.
+    """
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    full_env.update(env or {})
+    full_env.setdefault("DJANGO_SETTINGS_MODULE", "immune.settings")
+    prelude = "import django, json, sys\ndjango.setup()\n"
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def last_json_line(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise AssertionError(f"no JSON line in output:\n{text}")
