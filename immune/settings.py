@@ -71,6 +71,9 @@ INSTALLED_APPS = [
     "channels",
     "django_prometheus",
     "apps.core",
+    "apps.advisories",
+    "apps.inventory",
+    "apps.reviews",
 ]
 
 MIDDLEWARE = [
@@ -182,8 +185,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
-# Domain apps add their schedules here as they arrive (feed sync, rescans, retraining).
-CELERY_BEAT_SCHEDULE: dict = {}
+# Schedules (spec, Users: Celery beat). Every task is idempotent, so a late or doubled
+# run does no harm.
+CELERY_BEAT_SCHEDULE: dict = {
+    "advisories-sync-hourly": {"task": "advisories.sync", "schedule": timedelta(hours=1)},
+    "projects-rescan-daily": {"task": "inventory.rescan_all", "schedule": timedelta(days=1)},
+}
 
 # --- Auth ---------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -293,4 +300,17 @@ HEALTH_DEGRADED_MS = env.float("HEALTH_DEGRADED_MS", default=500.0)
 #: Components whose failure makes /health/ready answer 503.
 HEALTH_REQUIRED_COMPONENTS = env.list(
     "HEALTH_REQUIRED_COMPONENTS", default=["database", "cache", "broker", "channel_layer"]
+)
+
+# --- Pipeline -----------------------------------------------------------------------------
+#: Days from first seen to SLA due, by severity (spec: critical 7, high 30, medium 90, low 120).
+APV_SLA_DAYS = {
+    "critical": 7, "high": 30, "medium": 90, "low": 120, "none": 120, "unknown": 90,
+    **{k: int(v) for k, v in env.dict("APV_SLA_DAYS", default={}).items()},
+}
+#: Advisory feeds beat re-imports hourly (folders, files, zips or URLs; comma-separated).
+ADVISORY_SOURCES = env.list(
+    "ADVISORY_SOURCES",
+    default=["https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"]
+    if IS_PRODUCTION else [],
 )

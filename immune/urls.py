@@ -7,6 +7,9 @@ from apps.core import views as core_views
 api_v1 = [
     path("auth/token/", core_views.TokenObtainView.as_view(), name="auth-token"),
     path("me/", core_views.MeView.as_view(), name="me"),
+    path("", include("apps.advisories.urls")),
+    path("", include("apps.inventory.urls")),
+    path("", include("apps.reviews.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,51 @@
+from django.contrib import admin
+
+from apps.advisories.models import Advisory, AffectedPackage
+
+
+class AffectedPackageInline(admin.TabularInline):
+    model = AffectedPackage
+    extra = 0
+    can_delete = False
+    fields = ["ecosystem", "name", "purl", "ranges", "fixed_versions"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Advisory)
+class AdvisoryAdmin(admin.ModelAdmin):
+    """Advisories come from feeds: read-only here, so an import is the only writer."""
+
+    list_display = ["osv_id", "alias_list", "packages", "severity", "cvss_score", "modified",
+                    "withdrawn", "source"]
+    list_filter = ["severity", "source", ("withdrawn", admin.EmptyFieldListFilter)]
+    search_fields = ["osv_id", "=alias_rows__alias", "=affected_packages__normalised_name",
+                     "summary"]
+    ordering = ["-modified"]
+    inlines = [AffectedPackageInline]
+    show_full_result_count = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("affected_packages")
+
+    @admin.display(description="aliases")
+    def alias_list(self, obj):
+        return ", ".join(obj.aliases[:3])
+
+    @admin.display(description="packages")
+    def packages(self, obj):
+        return ", ".join(sorted({a.name for a in obj.affected_packages.all()})[:3])
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

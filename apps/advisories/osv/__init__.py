@@ -1,0 +1,32 @@
+"""OSV advisory ingestion and matching, free of Django (https://ossf.github.io/osv-schema/)."""
+
+from .matching import (
+    AdvisoryIndex,
+    fixed_versions_for,
+    in_ranges,
+    in_versions,
+    is_affected,
+    normalise_name,
+)
+from .parser import AdvisoryParseError, load_document, parse_osv
+from .records import AffectedPackage, ParsedAdvisory, Range, SeverityVector
+from .sources import RawRecord, RecordError, iter_source
+
+__all__ = [
+    "AdvisoryIndex",
+    "AdvisoryParseError",
+    "AffectedPackage",
+    "ParsedAdvisory",
+    "Range",
+    "RawRecord",
+    "RecordError",
+    "SeverityVector",
+    "fixed_versions_for",
+    "in_ranges",
+    "in_versions",
+    "is_affected",
+    "iter_source",
+    "load_document",
+    "normalise_name",
+    "parse_osv",
+]

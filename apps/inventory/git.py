@@ -1,0 +1,68 @@
+"""Read-only access to a project's git working copy.
+
+A scan reads the manifests of the default branch as committed, never the files the user
+has checked out (they may be on another branch, or mid-edit): the branch's tree is
+exported with ``git archive`` into a temporary folder and parsed there.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+GIT_TIMEOUT_S = 120
+
+
+class GitError(Exception):
+    pass
+
+
+def git(repo: str | Path, *args: str, timeout: int = GIT_TIMEOUT_S) -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=timeout,
+            env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/local/bin:/usr/bin:/bin",
+                 "HOME": tempfile.gettempdir(), "LC_ALL": "C"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GitError(f"git {' '.join(args)} failed: {exc}") from exc
+    if done.returncode != 0:
+        raise GitError(f"git {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+def check_working_copy(path: str | Path, branch: str) -> str:
+    """The commit ``branch`` points at; GitError naming what is wrong otherwise."""
+    path = Path(path)
+    if not path.is_dir():
+        raise GitError(f"{path} is not a directory")
+    try:
+        git(path, "rev-parse", "--git-dir")
+    except GitError as exc:
+        raise GitError(f"{path} is not a git working copy") from exc
+    try:
+        return git(path, "rev-parse", "--verify", "--quiet", f"{branch}^{{commit}}").strip()
+    except GitError as exc:
+        raise GitError(f"branch {branch!r} does not exist in {path}") from exc
+
+
+@contextmanager
+def exported_tree(path: str | Path, commit: str):
+    """The files of ``commit`` in a temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="immune-scan-") as target:
+        proc = subprocess.Popen(
+            ["git", "-C", str(path), "archive", "--format=tar", commit],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+                # The "data" filter refuses absolute paths, links out of the tree and devices.
+                archive.extractall(target, filter="data")
+        finally:
+            _out, err = proc.communicate(timeout=GIT_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise GitError(f"git archive {commit}: {err.decode(errors='replace').strip()}")
+        yield Path(target)

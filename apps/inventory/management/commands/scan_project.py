@@ -1,0 +1,116 @@
+"""``manage.py scan_project NAME|--all [--json|--sarif|--cyclonedx] [--fail-on SEVERITY]``"""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.advisories.models import SEVERITY_RANK
+from apps.core.errors import ApplicationError
+from apps.inventory.models import Project
+from apps.inventory.services import project_scan
+from apps.reviews.selectors import findings_for_project
+
+VERSION = "immune 0.1.0"
+
+
+class Command(BaseCommand):
+    help = "Scan projects' manifests against the advisories and raise/resolve APVs."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", nargs="?")
+        parser.add_argument("--all", action="store_true", help="scan every project")
+        fmt = parser.add_mutually_exclusive_group()
+        fmt.add_argument("--json", dest="fmt", action="store_const", const="json")
+        fmt.add_argument("--sarif", dest="fmt", action="store_const", const="sarif")
+        fmt.add_argument("--cyclonedx", dest="fmt", action="store_const", const="cyclonedx")
+        parser.add_argument(
+            "--fail-on", choices=["critical", "high", "medium", "low"],
+            help="exit 3 when a finding is at least this severe (for CI pipelines)",
+        )
+
+    def handle(self, *args, name, all: bool, fmt, fail_on, **options):
+        if bool(name) == bool(all):
+            raise CommandError("give a project NAME or --all")
+        projects = list(Project.objects.all()) if all else list(
+            Project.objects.filter(name=name)
+        )
+        if not projects:
+            raise CommandError(f"no project named {name!r}" if name else "no projects")
+        if fmt in ("sarif", "cyclonedx") and len(projects) != 1:
+            raise CommandError(f"--{fmt} describes one project; give its NAME")
+
+        documents, all_findings = [], []
+        for project in projects:
+            try:
+                result = project_scan(project=project)
+            except ApplicationError as exc:
+                raise CommandError(exc.message) from exc
+            findings = findings_for_project(project_name=project.name)
+            all_findings += findings
+            documents.append((project, result, findings))
+
+        if fmt == "json":
+            self.stdout.write(json.dumps(
+                {"findings": all_findings,
+                 "projects": [_summary(p, r) for p, r, _ in documents]},
+                indent=2, default=str,
+            ))
+        elif fmt == "sarif":
+            from apps.inventory.reports import findings_to_sarif
+
+            project, result, findings = documents[0]
+            self.stdout.write(json.dumps(findings_to_sarif(
+                findings, tool_version=VERSION, project_name=project.name, commit=result.commit
+            ), indent=2))
+        elif fmt == "cyclonedx":
+            from apps.inventory.reports import findings_to_cyclonedx_vex
+
+            project, _result, findings = documents[0]
+            self.stdout.write(findings_to_cyclonedx_vex(
+                findings, project_name=project.name, tool_version=VERSION
+            ))
+        else:
+            for project, result, findings in documents:
+                self._table(project, result, findings)
+
+        if fail_on and any(
+            SEVERITY_RANK[f["severity"]] >= SEVERITY_RANK[fail_on] for f in all_findings
+        ):
+            raise CommandError(f"findings at or above {fail_on}", returncode=3)
+
+    def _table(self, project, result, findings):
+        apvs = result.apvs
+        self.stdout.write(self.style.MIGRATE_HEADING(
+            f"{project.name} @ {result.commit[:12]}: {len(result.manifests)} manifest(s), "
+            f"{result.dependencies} dependencies ({result.pinned} pinned)"
+        ))
+        for error in result.errors:
+            self.stderr.write(f"  unparsed {error['manifest']}:{error['line']}: {error['reason']}")
+        header = ("APV", "PACKAGE", "VERSION", "ADVISORY", "ALIASES", "SEVERITY", "CVSS",
+                  "FIXED IN", "PRIO", "WHERE")
+        rows = [header] + [
+            (f["apv"], f["package"], f["version"], f["advisory"], ",".join(f["aliases"][:2]),
+             f["severity"], "" if f["cvss_score"] is None else f"{f['cvss_score']:.1f}",
+             ",".join(f["fixed_in"][:2]), str(f["priority"]),
+             f"{f['manifest']}:{f['line'] or ''}")
+            for f in findings
+        ]
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+        for row in rows:
+            self.stdout.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+        self.stdout.write(
+            f"{len(findings)} open finding(s): {len(apvs.created)} new, {len(apvs.updated)} "
+            f"updated, {len(apvs.resolved)} resolved"
+        )
+
+
+def _summary(project, result) -> dict:
+    return {
+        "project": project.name, "commit": result.commit, "manifests": result.manifests,
+        "dependencies": result.dependencies, "pinned": result.pinned, "errors": result.errors,
+        "apvs": {"created": len(result.apvs.created), "updated": len(result.apvs.updated),
+                 "unchanged": len(result.apvs.unchanged),
+                 "resolved": len(result.apvs.resolved)},
+    }

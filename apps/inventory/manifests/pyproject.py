@@ -1,0 +1,198 @@
+"""Parse ``pyproject.toml``: PEP 621 ``[project]`` and Poetry's ``[tool.poetry]`` tables.
+
+* PEP 621 ``project.dependencies`` and ``project.optional-dependencies`` hold
+  PEP 508 strings, parsed with ``packaging.requirements``; so do PEP 735
+  ``[dependency-groups]`` (``{include-group = ...}`` entries are references,
+  not packages, and are skipped). Only an exact ``==``/``===`` pin gets a version.
+* Poetry's ``[tool.poetry.dependencies]``, ``[tool.poetry.dev-dependencies]``
+  and ``[tool.poetry.group.<name>.dependencies]`` use Poetry's constraint
+  syntax, where a bare version (``"1.2.3"``) or ``"==1.2.3"`` is an exact pin
+  and ``^``/``~``/ranges/wildcards are not. ``python`` is the interpreter
+  constraint, not a package, and is skipped. Under Poetry 2 a main-group
+  entry for a package already listed in ``project.dependencies`` only adds
+  Poetry-specific settings, so it is not recorded twice.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from packaging.markers import InvalidMarker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
+
+from .discovery import PYPROJECT
+from .lines import TomlLines, toml_lines
+from .pip_format import from_requirement
+from .records import (
+    PYPI,
+    ManifestError,
+    ParsedDependency,
+    ParsedManifest,
+    normalise_name,
+    read_text,
+    relative_posix,
+    unreadable,
+)
+
+
+def load_toml(root: Path, path: Path, kind: str) -> tuple[str, dict[str, Any]] | ParsedManifest:
+    """Read and parse a TOML file, or return the failed ParsedManifest explaining why."""
+    try:
+        text = read_text(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        return unreadable(root, path, kind, exc)
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        rel = relative_posix(root, path)
+        return ParsedManifest(rel, kind, [], [ManifestError(rel, None, f"invalid TOML: {exc}")])
+
+
+def _table(data: Any, *keys: str) -> dict[str, Any]:
+    """``data[k1][k2]...`` when every step is a table, else an empty dict."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def poetry_dependency_tables(data: dict[str, Any]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """Poetry's dependency tables with their TOML paths: main, legacy dev, and groups."""
+    poetry = _table(data, "tool", "poetry")
+    tables = [
+        (("tool", "poetry", "dependencies"), _table(poetry, "dependencies")),
+        (("tool", "poetry", "dev-dependencies"), _table(poetry, "dev-dependencies")),
+    ]
+    for group, body in _table(poetry, "group").items():
+        tables.append((("tool", "poetry", "group", group, "dependencies"),
+                       _table(body, "dependencies")))
+    return tables
+
+
+def _pep508_lists(data: dict[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
+    """Every PEP 508 string array with its TOML path (PEP 621 and PEP 735)."""
+    project = _table(data, "project")
+    arrays: list[tuple[tuple[str, ...], Any]] = []
+    if "dependencies" in project:
+        arrays.append((("project", "dependencies"), project["dependencies"]))
+    for extra, items in _table(project, "optional-dependencies").items():
+        arrays.append((("project", "optional-dependencies", extra), items))
+    for group, items in _table(data, "dependency-groups").items():
+        arrays.append((("dependency-groups", group), items))
+    return arrays
+
+
+def declared_names(data: dict[str, Any]) -> set[str]:
+    """PEP 503 names of every package a pyproject.toml asks for by name."""
+    names: set[str] = set()
+    for _, items in _pep508_lists(data):
+        for item in items if isinstance(items, list) else []:
+            try:
+                names.add(normalise_name(PYPI, Requirement(item).name))
+            except (InvalidRequirement, TypeError):
+                continue
+    for _, table in poetry_dependency_tables(data):
+        names.update(normalise_name(PYPI, n) for n in table if n.lower() != "python")
+    return names
+
+
+def poetry_exact_version(constraint: str) -> str | None:
+    """The version when a Poetry constraint is an exact pin ("1.2.3", "==1.2.3", "=1.2.3")."""
+    text = constraint.strip()
+    for prefix in ("==", "="):
+        if text.startswith(prefix):
+            text = text[len(prefix):].strip()
+            break
+    if not text or "*" in text:
+        return None
+    try:
+        Version(text)  # PEP 440; anything else (^1.2, ~1.2, >=1,<2) is a range
+    except InvalidVersion:
+        return None
+    return text
+
+
+class _PyprojectParser:
+    def __init__(self, rel: str, text: str, data: dict[str, Any]) -> None:
+        self.rel = rel
+        self.data = data
+        self.lines: TomlLines = toml_lines(text)
+        self.deps: list[ParsedDependency] = []
+        self.errors: list[ManifestError] = []
+
+    def parse(self) -> ParsedManifest:
+        pep621 = self._pep508()
+        self._poetry(pep621)
+        return ParsedManifest(self.rel, PYPROJECT, self.deps, self.errors)
+
+    def _pep508(self) -> set[str]:
+        main: set[str] = set()
+        for path, items in _pep508_lists(self.data):
+            if not isinstance(items, list):
+                self.errors.append(ManifestError(
+                    self.rel, self.lines.keys.get(path), f"{'.'.join(path)} must be an array"))
+                continue
+            for position, item in enumerate(items):
+                if isinstance(item, dict) and "include-group" in item:
+                    continue  # PEP 735 reference to another group
+                line = (self.lines.string_line(path, position, item)
+                        if isinstance(item, str) else None) or self.lines.keys.get(path)
+                if not isinstance(item, str):
+                    self.errors.append(ManifestError(self.rel, line, f"not a string: {item!r}"))
+                    continue
+                try:
+                    info = from_requirement(Requirement(item), item)
+                except (InvalidRequirement, InvalidMarker) as exc:
+                    self.errors.append(ManifestError(self.rel, line, str(exc)))
+                    continue
+                if path == ("project", "dependencies"):
+                    main.add(normalise_name(PYPI, info.name))
+                self.deps.append(ParsedDependency(
+                    PYPI, info.name, normalise_name(PYPI, info.name), info.version,
+                    info.specifier, self.rel, line, True, info.extras, info.marker))
+        return main
+
+    def _poetry(self, pep621: set[str]) -> None:
+        for path, table in poetry_dependency_tables(self.data):
+            is_main = path == ("tool", "poetry", "dependencies")
+            for name, value in table.items():
+                normalised = normalise_name(PYPI, name)
+                if normalised == "python" or (is_main and normalised in pep621):
+                    continue
+                line = self.lines.keys.get((*path, name))
+                entries = value if isinstance(value, list) else [value]
+                for entry in entries:
+                    self._poetry_entry(name, normalised, entry, line)
+
+    def _poetry_entry(self, name: str, normalised: str, entry: Any, line: int | None) -> None:
+        extras: tuple[str, ...] = ()
+        marker = ""
+        if isinstance(entry, str):
+            constraint = entry
+        elif isinstance(entry, dict):
+            # git/path/url sources have no "version": recorded unpinned.
+            constraint = entry.get("version", "")
+            extras_value = entry.get("extras", [])
+            if isinstance(extras_value, list):
+                extras = tuple(sorted(str(e) for e in extras_value))
+            marker = entry.get("markers", "") if isinstance(entry.get("markers"), str) else ""
+        else:
+            self.errors.append(ManifestError(self.rel, line, f"unsupported entry for {name}"))
+            return
+        if not isinstance(constraint, str):
+            self.errors.append(ManifestError(self.rel, line, f"version of {name} not a string"))
+            return
+        self.deps.append(ParsedDependency(
+            PYPI, name, normalised, poetry_exact_version(constraint), constraint.strip(),
+            self.rel, line, True, extras, marker))
+
+
+def parse_pyproject(root: Path, path: Path) -> ParsedManifest:
+    """Parse the dependency declarations of a pyproject.toml."""
+    loaded = load_toml(root, path, PYPROJECT)
+    if isinstance(loaded, ParsedManifest):
+        return loaded
+    text, data = loaded
+    return _PyprojectParser(relative_posix(root, path), text, data).parse()

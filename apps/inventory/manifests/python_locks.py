@@ -1,0 +1,195 @@
+"""Parse Python lock files: ``poetry.lock``, ``uv.lock`` and ``Pipfile.lock``.
+
+Lock files list exact versions, so every entry is pinned and its specifier is
+``==<version>``. Which entries are *direct* comes from the project's own
+declaration next to the lock:
+
+* poetry.lock: direct when the sibling pyproject.toml names the package
+  (Poetry dependency tables or PEP 621/735 lists), transitive otherwise. With no
+  readable sibling pyproject.toml there is nothing to tell them apart, so all
+  entries are reported direct rather than silently hiding top-level packages.
+* uv.lock: entries whose source is ``editable``/``virtual`` are the project's own
+  workspace members (the root has ``editable = "."``) and are skipped; direct
+  means listed in a member's ``dependencies``, ``optional-dependencies`` or
+  ``dev-dependencies``. Without any member, all entries are direct.
+* Pipfile.lock: every section except ``_meta`` (``default``, ``develop`` and
+  pipenv's custom categories); direct when the sibling ``Pipfile`` lists the
+  package, or always when there is no readable Pipfile.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .discovery import PIPFILE_LOCK, POETRY_LOCK, UV_LOCK
+from .lines import json_container_lines, toml_lines
+from .pyproject import declared_names, load_toml
+from .records import (
+    PYPI,
+    ManifestError,
+    ParsedDependency,
+    ParsedManifest,
+    load_json,
+    normalise_name,
+    read_text,
+    relative_posix,
+)
+
+
+def _sibling_toml(path: Path) -> dict[str, Any] | None:
+    """A TOML file next to a lock, or None when absent or unreadable."""
+    try:
+        return tomllib.loads(read_text(path))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+
+
+def _hashes(files: Any) -> tuple[str, ...]:
+    """``hash`` values of a list of ``{file/url = ..., hash = "sha256:..."}`` tables."""
+    if not isinstance(files, list):
+        return ()
+    return tuple(f["hash"] for f in files if isinstance(f, dict) and isinstance(f.get("hash"), str))
+
+
+def _lock_dependency(name: str, version: Any, rel: str, line: int | None, direct: bool,
+                     extras: tuple[str, ...] = (), marker: str = "",
+                     hashes: tuple[str, ...] = ()) -> ParsedDependency:
+    pinned = str(version) if isinstance(version, str) and version else None
+    return ParsedDependency(
+        PYPI, name, normalise_name(PYPI, name), pinned, f"=={pinned}" if pinned else "",
+        rel, line, direct, extras, marker, hashes)
+
+
+def _packages(data: dict[str, Any], rel: str, errors: list[ManifestError]) -> list[dict]:
+    packages = data.get("package", [])
+    if not isinstance(packages, list):
+        errors.append(ManifestError(rel, None, "'package' must be an array of tables"))
+        return []
+    return packages
+
+
+def parse_poetry_lock(root: Path, path: Path) -> ParsedManifest:
+    """Parse a poetry.lock (Poetry 1.x and 2.x lock formats)."""
+    loaded = load_toml(root, path, POETRY_LOCK)
+    if isinstance(loaded, ParsedManifest):
+        return loaded
+    text, data = loaded
+    rel = relative_posix(root, path)
+    errors: list[ManifestError] = []
+    pyproject = _sibling_toml(path.parent / "pyproject.toml")
+    declared = declared_names(pyproject) if pyproject is not None else None
+    lines = toml_lines(text)
+    # Poetry < 1.2 kept hashes in [metadata.files], keyed by package name.
+    legacy_files = data.get("metadata", {}).get("files", {}) if isinstance(
+        data.get("metadata"), dict) else {}
+    deps: list[ParsedDependency] = []
+    for position, package in enumerate(_packages(data, rel, errors)):
+        line = lines.keys.get(("package", position, "name"))
+        name = package.get("name") if isinstance(package, dict) else None
+        if not isinstance(name, str) or not name:
+            errors.append(ManifestError(rel, line, "package entry without a name"))
+            continue
+        files = package.get("files")
+        if files is None and isinstance(legacy_files, dict):
+            files = legacy_files.get(name)
+        # Poetry 2 writes markers per package, either a string or a table per group.
+        marker = package.get("markers") if isinstance(package.get("markers"), str) else ""
+        direct = True if declared is None else normalise_name(PYPI, name) in declared
+        deps.append(_lock_dependency(name, package.get("version"), rel, line, direct,
+                                     marker=marker, hashes=_hashes(files)))
+    return ParsedManifest(rel, POETRY_LOCK, deps, errors)
+
+
+def _is_member(package: dict[str, Any]) -> bool:
+    source = package.get("source")
+    return isinstance(source, dict) and ("editable" in source or "virtual" in source)
+
+
+def _edge_names(value: Any) -> set[str]:
+    """Names from uv's ``[{ name = "x" }, ...]`` lists (or a table of such lists)."""
+    lists = value.values() if isinstance(value, dict) else [value]
+    return {normalise_name(PYPI, edge["name"]) for edges in lists if isinstance(edges, list)
+            for edge in edges if isinstance(edge, dict) and isinstance(edge.get("name"), str)}
+
+
+def parse_uv_lock(root: Path, path: Path) -> ParsedManifest:
+    """Parse a uv.lock (``version = 1``, any ``revision``)."""
+    loaded = load_toml(root, path, UV_LOCK)
+    if isinstance(loaded, ParsedManifest):
+        return loaded
+    text, data = loaded
+    rel = relative_posix(root, path)
+    errors: list[ManifestError] = []
+    packages = _packages(data, rel, errors)
+    members = [p for p in packages if isinstance(p, dict) and _is_member(p)]
+    direct_names: set[str] = set()
+    for member in members:
+        for key in ("dependencies", "optional-dependencies", "dev-dependencies"):
+            direct_names |= _edge_names(member.get(key))
+    lines = toml_lines(text)
+    deps: list[ParsedDependency] = []
+    for position, package in enumerate(packages):
+        line = lines.keys.get(("package", position, "name"))
+        name = package.get("name") if isinstance(package, dict) else None
+        if not isinstance(name, str) or not name:
+            errors.append(ManifestError(rel, line, "package entry without a name"))
+            continue
+        if _is_member(package):
+            continue  # the project itself (or a workspace member), not a dependency
+        sdist = package.get("sdist")
+        hashes = _hashes([sdist] if isinstance(sdist, dict) else []) + _hashes(
+            package.get("wheels"))
+        direct = not members or normalise_name(PYPI, name) in direct_names
+        deps.append(_lock_dependency(name, package.get("version"), rel, line, direct,
+                                     hashes=hashes))
+    return ParsedManifest(rel, UV_LOCK, deps, errors)
+
+
+def _pipfile_names(path: Path) -> set[str] | None:
+    """Names declared in a Pipfile: ``[packages]``, ``[dev-packages]`` and custom categories."""
+    pipfile = _sibling_toml(path)
+    if pipfile is None:
+        return None
+    names: set[str] = set()
+    for section, body in pipfile.items():
+        if section in ("source", "requires", "pipenv", "scripts") or not isinstance(body, dict):
+            continue
+        names.update(normalise_name(PYPI, name) for name in body)
+    return names
+
+
+def parse_pipfile_lock(root: Path, path: Path) -> ParsedManifest:
+    """Parse a Pipfile.lock (pipfile-spec 6)."""
+    loaded = load_json(root, path, PIPFILE_LOCK)
+    if isinstance(loaded, ParsedManifest):
+        return loaded
+    text, data = loaded
+    rel = relative_posix(root, path)
+    declared = _pipfile_names(path.parent / "Pipfile")
+    lines = json_container_lines(text)
+    deps: list[ParsedDependency] = []
+    errors: list[ManifestError] = []
+    for section, entries in data.items():
+        if section.startswith("_") or not isinstance(entries, dict):
+            continue
+        for name, entry in entries.items():
+            line = lines.get((section, name))
+            if not isinstance(entry, dict):
+                errors.append(ManifestError(rel, line, f"entry for {name} is not an object"))
+                continue
+            spec = entry.get("version")
+            # Locked versions are written "==X"; VCS/path entries have none.
+            version = spec[2:] if isinstance(spec, str) and spec.startswith("==") else None
+            extras = entry.get("extras", [])
+            marker = entry.get("markers", "")
+            hashes = entry.get("hashes", [])
+            direct = True if declared is None else normalise_name(PYPI, name) in declared
+            deps.append(ParsedDependency(
+                PYPI, name, normalise_name(PYPI, name), version,
+                spec if isinstance(spec, str) else "", rel, line, direct,
+                tuple(sorted(map(str, extras))) if isinstance(extras, list) else (),
+                marker if isinstance(marker, str) else "",
+                tuple(map(str, hashes)) if isinstance(hashes, list) else ()))
+    return ParsedManifest(rel, PIPFILE_LOCK, deps, errors)

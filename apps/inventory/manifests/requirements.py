@@ -1,0 +1,192 @@
+"""Parse pip requirements files, following ``-r`` includes and ``-c`` constraints.
+
+Format: https://pip.pypa.io/en/stable/reference/requirements-file-format/
+
+Choices made here:
+
+* Every requirement in a requirements file is recorded with ``direct=True``:
+  the author asked for it by name.
+* Included files (``-r``/``--requirement``) are resolved relative to the
+  including file, as pip does; their dependencies keep their own manifest path
+  and line. A file is read at most once per parse, include cycles are reported
+  as errors on the including line, and includes that leave the project root or
+  point at a URL are reported rather than followed (we never read outside the
+  working copy nor fetch anything).
+* Constraint files (``-c``/``--constraint``) only restrict versions of packages
+  that are required elsewhere; pip never installs a package because of one. So
+  a constraint is recorded as a dependency (with the constraint file's path and
+  line, ``direct=True`` because the package is a direct requirement that the
+  constraint pins) only when it is an exact pin *and* the same package (PEP 503
+  name) is required somewhere in the same include tree. Other constraints are
+  dropped. As in pip, ``-r`` inside a constraint file includes requirements.
+* ``-e``/editable and URL/VCS requirements are recorded unpinned, named by
+  ``#egg=`` or the archive filename; local directories (``-e .``) cannot be
+  named without building them and are skipped. Index and install options
+  (``-i``, ``--extra-index-url``, ``--find-links``, ``--pre``, ``--no-binary``...)
+  configure pip rather than the dependency set and are ignored.
+* ``${VAR}`` environment references are left unexpanded: results must not
+  depend on the environment of the worker that parses them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from packaging.markers import InvalidMarker
+from packaging.requirements import InvalidRequirement
+
+from .discovery import REQUIREMENTS
+from .pip_format import (
+    RequirementInfo,
+    logical_lines,
+    looks_like_url,
+    parse_editable,
+    parse_options,
+    parse_requirement_text,
+    split_args_options,
+)
+from .records import (
+    PYPI,
+    ManifestError,
+    ParsedDependency,
+    ParsedManifest,
+    normalise_name,
+    read_text,
+    relative_posix,
+)
+
+
+class _Walker:
+    """State of one parse: collected dependencies, errors and the include stack."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.requirements: list[ParsedDependency] = []
+        self.constraints: list[ParsedDependency] = []
+        self.errors: list[ManifestError] = []
+        self.active: list[Path] = []  # files currently being read, to detect cycles
+        self.seen: set[Path] = set()  # files already read in this parse
+
+    def error(self, rel: str, line: int | None, reason: str) -> None:
+        self.errors.append(ManifestError(rel, line, reason))
+
+    def walk(self, path: Path, constraint: bool) -> None:
+        resolved = path.resolve()
+        rel = relative_posix(self.root, resolved)
+        self.seen.add(resolved)
+        try:
+            text = read_text(resolved)
+        except (OSError, UnicodeDecodeError) as exc:
+            self.error(rel, None, f"cannot read file: {exc}")
+            return
+        self.active.append(resolved)
+        try:
+            for number, line in logical_lines(text):
+                self._line(resolved, rel, number, line, constraint)
+        finally:
+            self.active.pop()
+
+    def _line(self, path: Path, rel: str, number: int, line: str, constraint: bool) -> None:
+        args, option_text = split_args_options(line)
+        try:
+            options = parse_options(option_text)
+        except ValueError as exc:
+            self.error(rel, number, f"invalid option: {exc}")
+            return
+        if args:
+            # Per-requirement options: only --hash matters to us (pip's "hash-checking mode").
+            hashes = tuple(value for name, value in options if name == "--hash" and value)
+            self._requirement(rel, number, args, hashes, constraint)
+            return
+        for name, value in options:
+            if name in ("-r", "-c") and value:
+                self._include(path, rel, number, value, constraint=name == "-c")
+            elif name == "-e" and value and not constraint:
+                self._editable(rel, number, value)
+            # Everything else (--index-url, -i, --find-links, --pre, --no-binary, ...) is
+            # pip configuration, not a dependency: ignored on purpose.
+
+    def _record(self, info: RequirementInfo, rel: str, number: int,
+                hashes: tuple[str, ...], constraint: bool) -> None:
+        dep = ParsedDependency(
+            ecosystem=PYPI,
+            name=info.name,
+            normalised_name=normalise_name(PYPI, info.name),
+            version=info.version,
+            specifier=info.specifier,
+            manifest_path=rel,
+            line=number,
+            direct=True,
+            extras=info.extras,
+            marker=info.marker,
+            hashes=hashes,
+        )
+        if not constraint:
+            self.requirements.append(dep)
+        elif dep.version is not None:
+            self.constraints.append(dep)
+
+    def _requirement(self, rel: str, number: int, text: str,
+                     hashes: tuple[str, ...], constraint: bool) -> None:
+        try:
+            info = parse_requirement_text(text)
+        except (InvalidRequirement, InvalidMarker) as exc:
+            self.error(rel, number, str(exc))
+            return
+        if info is not None:
+            self._record(info, rel, number, hashes, constraint)
+
+    def _editable(self, rel: str, number: int, value: str) -> None:
+        try:
+            info = parse_editable(value)
+        except (InvalidRequirement, InvalidMarker) as exc:
+            self.error(rel, number, str(exc))
+            return
+        if info is not None:
+            self._record(info, rel, number, (), constraint=False)
+
+    def _include(self, path: Path, rel: str, number: int, value: str, constraint: bool) -> None:
+        if looks_like_url(value):
+            self.error(rel, number, f"remote requirements file not fetched: {value}")
+            return
+        target = (path.parent / value).resolve()
+        if not target.is_relative_to(self.root):
+            self.error(rel, number, f"included file is outside the project: {value}")
+            return
+        if target in self.active:
+            self.error(rel, number, f"circular include of {value} skipped")
+            return
+        if target in self.seen:
+            return  # already read through another include of this parse
+        if not target.is_file():
+            self.error(rel, number, f"included file not found: {value}")
+            return
+        self.walk(target, constraint)
+
+    def dependencies(self) -> list[ParsedDependency]:
+        required = {dep.normalised_name for dep in self.requirements}
+        pins = [dep for dep in self.constraints if dep.normalised_name in required]
+        return self.requirements + pins
+
+
+def parse_requirements_tree(root: Path, path: Path) -> tuple[ParsedManifest, frozenset[Path]]:
+    """Parse a requirements file and everything it includes.
+
+    Also returns the resolved paths of the other files read (via ``-r``/``-c``)
+    so :func:`parse_project` can avoid parsing them again on their own.
+    """
+    walker = _Walker(root)
+    walker.walk(Path(path), constraint=False)
+    resolved = Path(path).resolve()
+    manifest = ParsedManifest(
+        path=relative_posix(walker.root, resolved),
+        kind=REQUIREMENTS,
+        dependencies=walker.dependencies(),
+        errors=walker.errors,
+    )
+    return manifest, frozenset(walker.seen - {resolved})
+
+
+def parse_requirements(root: Path, path: Path) -> ParsedManifest:
+    """Parse a pip requirements file (see the module docstring for the rules)."""
+    return parse_requirements_tree(root, path)[0]

@@ -1,0 +1,69 @@
+"""Project (a git working copy) and Dependency (one package version in one manifest)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from apps.core.models import TimeStampedModel
+
+
+class Project(TimeStampedModel):
+    name = models.CharField(max_length=200, unique=True)
+    path = models.CharField(max_length=1000, help_text="path of the git working copy")
+    default_branch = models.CharField(max_length=200, default="main")
+    description = models.TextField(blank=True)
+    last_scanned_at = models.DateTimeField(null=True, blank=True)
+    last_scanned_commit = models.CharField(max_length=64, blank=True)
+    #: Lines that could not be parsed in the last scan: [{manifest, line, reason}]
+    last_scan_errors = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Dependency(TimeStampedModel):
+    """A package a project's manifest declares or locks.
+
+    Rows are kept when a rescan no longer finds them (``present=False``) so the APVs
+    that point at them keep their history and can be resolved, not deleted.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="dependencies")
+    ecosystem = models.CharField(max_length=50)
+    name = models.CharField(max_length=300)
+    normalised_name = models.CharField(max_length=300)
+    version = models.CharField(max_length=200, blank=True, help_text="empty when not pinned")
+    specifier = models.CharField(max_length=500, blank=True)
+    manifest_path = models.CharField(max_length=1000)
+    line = models.PositiveIntegerField(null=True, blank=True)
+    direct = models.BooleanField(default=True)
+    extras = models.JSONField(default=list, blank=True)
+    marker = models.CharField(max_length=500, blank=True)
+    hashes = models.JSONField(default=list, blank=True)
+    present = models.BooleanField(default=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "dependencies"
+        ordering = ["project", "normalised_name", "manifest_path"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "manifest_path", "ecosystem", "normalised_name", "version"],
+                name="uniq_dependency_per_manifest",
+            )
+        ]
+        indexes = [models.Index(fields=["ecosystem", "normalised_name"])]
+
+    def __str__(self) -> str:
+        return f"{self.name}=={self.version}" if self.version else self.name
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.version)

@@ -1,0 +1,80 @@
+"""Reads on APVs: the filtered list, one APV, counts, and scan findings."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from apps.reviews.models import APV, APVStatus
+
+
+def apv_list(
+    *, project: str = "", status: str = "", severity: str = "", package: str = "",
+    advisory: str = "", overdue: bool | None = None,
+) -> QuerySet[APV]:
+    """Filters take comma-separated values; everything a row shows is joined in one query."""
+    qs = APV.objects.select_related("project", "dependency", "advisory")
+    if project:
+        qs = qs.filter(project__name__in=project.split(","))
+    if status:
+        qs = qs.filter(status__in=status.split(","))
+    if severity:
+        qs = qs.filter(severity__in=severity.split(","))
+    if package:
+        qs = qs.filter(dependency__normalised_name__in=[p.strip().lower().replace("_", "-")
+                                                          for p in package.split(",")])
+    if advisory:
+        qs = qs.filter(Q(advisory__osv_id=advisory) | Q(advisory__alias_rows__alias=advisory))
+    if overdue is not None:
+        condition = Q(sla_due_at__lt=timezone.now()) & ~Q(status=APVStatus.RESOLVED)
+        qs = qs.filter(condition) if overdue else qs.exclude(condition)
+    return qs.distinct()
+
+
+def apv_get(*, code: str) -> APV | None:
+    return apv_list().filter(code=code).first()
+
+
+def apv_stats(*, project: str = "") -> dict:
+    qs = apv_list(project=project)
+    by_status = dict(qs.order_by().values_list("status").annotate(n=Count("id")))
+    open_qs = qs.exclude(status=APVStatus.RESOLVED)
+    by_severity = dict(open_qs.order_by().values_list("severity").annotate(n=Count("id")))
+    return {
+        "total": sum(by_status.values()),
+        "by_status": {s: by_status.get(s, 0) for s in APVStatus.values},
+        "by_severity": by_severity,
+        "overdue": open_qs.filter(sla_due_at__lt=timezone.now()).count(),
+    }
+
+
+def apv_finding(apv: APV) -> dict:
+    """One scan finding (the JSON, SARIF and VEX outputs of scan_project are built on it)."""
+    advisory = apv.advisory
+    return {
+        "apv": apv.code,
+        "package": apv.dependency.name,
+        "version": apv.dependency.version,
+        "ecosystem": apv.dependency.ecosystem,
+        "manifest": apv.dependency.manifest_path,
+        "line": apv.dependency.line,
+        "advisory": advisory.osv_id,
+        "aliases": list(advisory.aliases),
+        "severity": apv.severity,
+        "cvss_score": apv.cvss_score,
+        "fixed_in": list(apv.fixed_in),
+        "priority": apv.priority,
+        "status": apv.status,
+        "summary": advisory.summary,
+        "cwe_ids": list(advisory.cwe_ids),
+        "cvss_vector": advisory.cvss_vector,
+        "references": [r.get("url") for r in advisory.references if r.get("url")][:5],
+    }
+
+
+def findings_for_project(*, project_name: str, include_resolved: bool = False) -> list[dict]:
+    qs = apv_list(project=project_name).order_by("-priority", "dependency__normalised_name",
+                                                  "advisory__osv_id")
+    if not include_resolved:
+        qs = qs.exclude(status=APVStatus.RESOLVED)
+    return [apv_finding(apv) for apv in qs]

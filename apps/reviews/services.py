@@ -1,0 +1,182 @@
+"""Writes on APVs: raised and refreshed by scans, resolved when the exposure goes away."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import structlog
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.advisories.models import Advisory
+from apps.core.realtime import send_event_on_commit
+from apps.inventory.models import Dependency, Project
+from apps.reviews.models import APV, APVCodeCounter, APVStatus
+from apps.reviews.priority import apv_priority, sla_due
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """One match found by a scan: this dependency is affected by this advisory."""
+
+    dependency: Dependency
+    advisory: Advisory
+    fixed_in: tuple[str, ...]
+
+
+@dataclass
+class SyncResult:
+    created: list[APV]
+    updated: list[APV]
+    unchanged: list[APV]
+    resolved: list[APV]
+
+    @property
+    def current(self) -> list[APV]:
+        return [*self.created, *self.updated, *self.unchanged]
+
+
+def apv_codes_allocate(*, day: date, count: int) -> list[str]:
+    """``count`` new codes ``APV-YYYYMMDD-NNNN``, unique even under concurrent scans.
+
+    One atomic statement increments the day's counter (INSERT … ON CONFLICT … RETURNING,
+    PostgreSQL and SQLite ≥ 3.35), so two scans never receive the same numbers.
+    """
+    if count <= 0:
+        return []
+    table = connection.ops.quote_name(APVCodeCounter._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (day, last) VALUES (%s, %s) "  # noqa: S608 (table name is ours)
+            f"ON CONFLICT (day) DO UPDATE SET last = {table}.last + EXCLUDED.last "
+            "RETURNING last",
+            [day, count],
+        )
+        last = cursor.fetchone()[0]
+    stamp = day.strftime("%Y%m%d")
+    return [f"APV-{stamp}-{n:04d}" for n in range(last - count + 1, last + 1)]
+
+
+def apv_payload(apv: APV) -> dict:
+    """What a live client needs to redraw a row of the queue."""
+    return {
+        "code": apv.code,
+        "project": apv.project.name,
+        "package": apv.dependency.name,
+        "version": apv.dependency.version,
+        "advisory": apv.advisory.osv_id,
+        "severity": apv.severity,
+        "priority": apv.priority,
+        "status": apv.status,
+        "sla_due_at": apv.sla_due_at,
+    }
+
+
+#: Fields a rescan may change; a change in any of them (not just last_seen) is an update.
+_REFRESHED = ("severity", "cvss_score", "priority", "fixed_in", "sla_due_at", "status")
+
+
+def _refresh(apv: APV, exposure: Exposure, now: datetime) -> bool:
+    advisory, dependency = exposure.advisory, exposure.dependency
+    before = {name: getattr(apv, name) for name in _REFRESHED}
+    apv.severity = advisory.severity
+    apv.cvss_score = advisory.cvss_score
+    apv.fixed_in = list(exposure.fixed_in)
+    apv.priority = apv_priority(
+        cvss_score=advisory.cvss_score, severity=advisory.severity,
+        direct=dependency.direct, fix_available=bool(exposure.fixed_in),
+    )
+    apv.sla_due_at = sla_due(severity=advisory.severity, first_seen=apv.first_seen_at)
+    if apv.status == APVStatus.RESOLVED:
+        # Found again after it went away (a pin reverted): the exposure is back.
+        apv.status, apv.resolved_at, apv.resolution = APVStatus.OPEN, None, ""
+    apv.last_seen_at = apv.updated_at = now  # bulk_update does not apply auto_now
+    return any(getattr(apv, name) != value for name, value in before.items())
+
+
+@transaction.atomic
+def apvs_sync_for_project(*, project: Project, exposures: Iterable[Exposure]) -> SyncResult:
+    """Make the project's APVs match what a scan found: one per (dependency, advisory)."""
+    now = timezone.now()
+    # Serialise scans of one project: a row lock on PostgreSQL, the write lock on SQLite.
+    Project.objects.select_for_update().filter(pk=project.pk).exists()
+    existing = {
+        (apv.dependency_id, apv.advisory_id): apv
+        for apv in APV.objects.filter(project=project).select_related(
+            "project", "dependency", "advisory"
+        )
+    }
+    result = SyncResult([], [], [], [])
+    new: list[tuple[Exposure, APV]] = []
+    seen: set[tuple[int, int]] = set()
+    for exposure in exposures:
+        key = (exposure.dependency.pk, exposure.advisory.pk)
+        if key in seen:
+            continue
+        seen.add(key)
+        apv = existing.get(key)
+        if apv is None:
+            apv = APV(project=project, dependency=exposure.dependency,
+                      advisory=exposure.advisory, first_seen_at=now, status=APVStatus.OPEN)
+            _refresh(apv, exposure, now)
+            new.append((exposure, apv))
+        elif _refresh(apv, exposure, now):
+            result.updated.append(apv)
+        else:
+            result.unchanged.append(apv)
+
+    for (_exposure, apv), code in zip(
+        new, apv_codes_allocate(day=now.date(), count=len(new)), strict=True
+    ):
+        apv.code = code
+    APV.objects.bulk_create([apv for _, apv in new], batch_size=500)
+    result.created = [apv for _, apv in new]
+    APV.objects.bulk_update(
+        [*result.updated, *result.unchanged],
+        fields=[*_REFRESHED, "last_seen_at", "resolved_at", "resolution", "updated_at"],
+        batch_size=500,
+    )
+    gone = [
+        apv for key, apv in existing.items()
+        if key not in seen and apv.status != APVStatus.RESOLVED
+    ]
+    result.resolved = _resolve(gone, reason="no longer found by a scan", now=now)
+
+    for apv in result.created:
+        send_event_on_commit("apvs", "apv.created", apv_payload(apv))
+    for apv in [*result.updated, *result.resolved]:
+        send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
+    log.info(
+        "apvs.synced", project=project.name, created=len(result.created),
+        updated=len(result.updated), unchanged=len(result.unchanged),
+        resolved=len(result.resolved),
+    )
+    return result
+
+
+def _resolve(apvs: list[APV], *, reason: str, now: datetime) -> list[APV]:
+    for apv in apvs:
+        apv.status, apv.resolved_at, apv.resolution = APVStatus.RESOLVED, now, reason
+        apv.updated_at = now
+    APV.objects.bulk_update(apvs, fields=["status", "resolved_at", "resolution", "updated_at"],
+                            batch_size=500)
+    return apvs
+
+
+@transaction.atomic
+def apvs_resolve_for_withdrawn_advisories(*, osv_ids: list[str]) -> list[APV]:
+    """A withdrawn advisory matches nothing, so its unresolved APVs are resolved."""
+    apvs = list(
+        APV.objects.select_for_update(of=("self",))
+        .filter(advisory__osv_id__in=osv_ids)
+        .exclude(status=APVStatus.RESOLVED)
+        .select_related("project", "dependency", "advisory")
+    )
+    _resolve(apvs, reason="advisory withdrawn", now=timezone.now())
+    for apv in apvs:
+        send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
+    return apvs

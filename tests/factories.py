@@ -1,0 +1,67 @@
+"""Building blocks for tests: real git repositories and state made through services."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import factory
+import pytest
+from django.contrib.auth import get_user_model
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_ADVISORIES = ROOT / "data" / "advisories"
+TEST_ADVISORIES = ROOT / "tests" / "advisories" / "data"
+PYPA_DEFAULT = "/work/shared/data/pypa-advisory-db/vulns"
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "author@example.org",
+    "GIT_COMMITTER_NAME": "Test Author", "GIT_COMMITTER_EMAIL": "author@example.org",
+}
+
+
+def pypa_root() -> Path:
+    """The real PyPA advisory database; skip (or fail under IMMUNE_REQUIRE_SERVICES) if absent."""
+    root = Path(os.environ.get("IMMUNE_PYPA_DB", PYPA_DEFAULT))
+    if not root.is_dir():
+        message = f"PyPA advisory database not found at {root} (set IMMUNE_PYPA_DB)"
+        if os.environ.get("IMMUNE_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return root
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+        env={**os.environ, **GIT_ENV},
+    ).stdout
+
+
+def make_repo(path: Path, files: dict[str, str], *, branch: str = "main") -> Path:
+    """A real git repository with ``files`` committed on ``branch``."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", branch)
+    commit_files(path, files, message="initial")
+    return path
+
+
+def commit_files(repo: Path, files: dict[str, str], *, message: str = "change") -> str:
+    for relative, text in files.items():
+        target = repo / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.org")
+    is_staff = True
