@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -62,7 +63,8 @@ class Command(BaseCommand):
 
             project, result, findings = documents[0]
             self.stdout.write(json.dumps(findings_to_sarif(
-                findings, tool_version=VERSION, project_name=project.name, commit=result.commit
+                findings, tool_version=VERSION, project_name=project.name, commit=result.commit,
+                repository_uri=Path(project.path).as_uri(),
             ), indent=2))
         elif fmt == "cyclonedx":
             from apps.inventory.reports import findings_to_cyclonedx_vex
