@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "apps.advisories",
     "apps.inventory",
     "apps.reviews",
+    "apps.decisions",
 ]
 
 MIDDLEWARE = [
@@ -314,3 +315,16 @@ ADVISORY_SOURCES = env.list(
     default=["https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"]
     if IS_PRODUCTION else [],
 )
+
+# --- Patches and forge ---------------------------------------------------------------------
+#: Identity of the commits immune makes on patch branches and merges.
+IMMUNE_GIT_NAME = env.str("IMMUNE_GIT_NAME", default="immune")
+IMMUNE_GIT_EMAIL = env.str("IMMUNE_GIT_EMAIL", default="immune@localhost")
+#: With a token and a project's forge_repository, branches become GitHub pull requests.
+GITHUB_TOKEN = env.str("GITHUB_TOKEN", default="")
+GITHUB_API_URL = env.str("GITHUB_API_URL", default="https://api.github.com")
+#: Beat checks for expired risk acceptances this often.
+RISK_EXPIRY_CHECK = timedelta(minutes=env.int("RISK_EXPIRY_CHECK_MINUTES", default=15))
+CELERY_BEAT_SCHEDULE["decisions-expire-risk-acceptances"] = {
+    "task": "decisions.expire_risk_acceptances", "schedule": RISK_EXPIRY_CHECK,
+}

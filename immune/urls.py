@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("apps.advisories.urls")),
     path("", include("apps.inventory.urls")),
     path("", include("apps.reviews.urls")),
+    path("", include("apps.decisions.urls")),
 ]
 
 urlpatterns = [

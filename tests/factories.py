@@ -47,7 +47,8 @@ def make_repo(path: Path, files: dict[str, str], *, branch: str = "main") -> Pat
     return path
 
 
-def commit_files(repo: Path, files: dict[str, str], *, message: str = "change") -> str:
+def commit_files(repo: Path | str, files: dict[str, str], *, message: str = "change") -> str:
+    repo = Path(repo)
     for relative, text in files.items():
         target = repo / relative
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -89,6 +89,11 @@ class AffectedIndex:
                     advisory = advisories.setdefault(row.advisory_id, row.advisory)
                     self._entries[key].append((advisory, _record(row)))
 
+    def entries(self, ecosystem: str, normalised_name: str
+                ) -> list[tuple[Advisory, osv.AffectedPackage]]:
+        """Every live advisory entry of the package, affecting any version."""
+        return list(self._entries.get((ecosystem.strip().casefold(), normalised_name), ()))
+
     def matches(
         self, ecosystem: str, normalised_name: str, version: str
     ) -> list[tuple[Advisory, tuple[str, ...]]]:

@@ -20,18 +20,40 @@ class GitError(Exception):
     pass
 
 
-def git(repo: str | Path, *args: str, timeout: int = GIT_TIMEOUT_S) -> str:
+def git(repo: str | Path, *args: str, timeout: int = GIT_TIMEOUT_S,
+        env: dict[str, str] | None = None, input: str | None = None) -> str:
+    """Run git in ``repo`` with a scrubbed environment; GitError with git's message."""
     try:
         done = subprocess.run(
             ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=timeout,
+            input=input,
             env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/local/bin:/usr/bin:/bin",
-                 "HOME": tempfile.gettempdir(), "LC_ALL": "C"},
+                 "HOME": tempfile.gettempdir(), "LC_ALL": "C", **(env or {})},
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GitError(f"git {' '.join(args)} failed: {exc}") from exc
     if done.returncode != 0:
-        raise GitError(f"git {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
+        output = "\n".join(part for part in (done.stderr.strip(), done.stdout.strip()) if part)
+        raise GitError(f"git {args[0]}: {output}")
     return done.stdout
+
+
+def file_at(repo: str | Path, commit: str, path: str) -> str:
+    """A file's exact text at ``commit`` (bytes decoded as UTF-8, CRLF kept)."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo), "show", f"{commit}:{path}"], capture_output=True,
+            timeout=GIT_TIMEOUT_S, env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C",
+                                        "HOME": tempfile.gettempdir()},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GitError(f"git show failed: {exc}") from exc
+    if done.returncode != 0:
+        raise GitError(f"git show: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        return done.stdout.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GitError(f"{path} is not UTF-8 text") from exc
 
 
 def check_working_copy(path: str | Path, branch: str) -> str:

@@ -15,6 +15,10 @@ class Project(TimeStampedModel):
     description = models.TextField(blank=True)
     last_scanned_at = models.DateTimeField(null=True, blank=True)
     last_scanned_commit = models.CharField(max_length=64, blank=True)
+    #: GitHub "owner/name": with GITHUB_TOKEN set, patches become pull requests there.
+    forge_repository = models.CharField(max_length=200, blank=True)
+    #: Where branches are pushed (default https://github.com/<forge_repository>.git).
+    forge_push_url = models.CharField(max_length=1000, blank=True)
     #: Lines that could not be parsed in the last scan: [{manifest, line, reason}]
     last_scan_errors = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(

@@ -7,11 +7,14 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers
 from rest_framework.filters import OrderingFilter
 from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.permissions import DjangoModelPermissions, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.reviews.models import APV
-from apps.reviews.selectors import apv_get, apv_list, apv_stats
+from apps.decisions.selectors import decision_stats
+from apps.reviews.models import APV, Patch, PatchStrategy
+from apps.reviews.selectors import apv_get, apv_list, apv_stats, patch_list
+from apps.reviews.services.patches import PROPOSABLE, patch_propose_upgrade, patch_submit_code
 
 
 class APVOutput(serializers.ModelSerializer):
@@ -87,7 +90,91 @@ class APVStatsApi(APIView):
             "by_status": serializers.DictField(child=serializers.IntegerField()),
             "by_severity": serializers.DictField(child=serializers.IntegerField()),
             "overdue": serializers.IntegerField(),
+            "decisions_by_type": serializers.DictField(child=serializers.IntegerField()),
+            "review_time_seconds": inline_serializer("ReviewTimes", {
+                "mean": serializers.FloatField(), "median": serializers.FloatField(),
+                "fastest": serializers.FloatField(), "slowest": serializers.FloatField(),
+                "count": serializers.IntegerField()}, allow_null=True),
         }),
     )
     def get(self, request):
-        return Response(apv_stats(project=request.query_params.get("project", "")))
+        project = request.query_params.get("project", "")
+        return Response({**apv_stats(project=project), **decision_stats(project=project)})
+
+
+# --- Patches ------------------------------------------------------------------------------
+class PatchOutput(serializers.ModelSerializer):
+    apvs = serializers.SlugRelatedField(many=True, read_only=True, slug_field="code")
+    project = serializers.CharField(source="project.name")
+
+    class Meta:
+        model = Patch
+        fields = ["id", "project", "apvs", "strategy", "revision", "state", "ecosystem",
+                  "package", "from_version", "target_version", "risk_level", "title", "notes",
+                  "branch", "base_commit", "commit_sha", "merge_commit", "forge_pr_number",
+                  "forge_pr_url", "diff", "created_at"]
+
+
+class PatchInput(serializers.Serializer):
+    apv = serializers.CharField(help_text="APV code")
+    strategy = serializers.ChoiceField(
+        choices=[PatchStrategy.CODE_PATCH, PatchStrategy.DEPENDENCY_UPGRADE])
+    diff = serializers.CharField(required=False, allow_blank=True, default="",
+                                 max_length=2_000_000, trim_whitespace=False)
+    title = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
+    target_version = serializers.CharField(required=False, allow_blank=True, default="",
+                                           max_length=200)
+
+    def validate(self, data):
+        if data["strategy"] == PatchStrategy.CODE_PATCH and not data["diff"].strip():
+            raise serializers.ValidationError({"diff": "required for a code_patch"})
+        return data
+
+
+class CanProposePatch(DjangoModelPermissions):
+    perms_map = {**DjangoModelPermissions.perms_map, "GET": []}
+
+
+class PatchListApi(ListAPIView):
+    """Patches (filter by apv, project, state, strategy); POST submits a new revision."""
+
+    serializer_class = PatchOutput
+    permission_classes = [IsAuthenticated, CanProposePatch]
+    queryset = Patch.objects.none()  # for the permission class's model lookup
+
+    @extend_schema(parameters=[OpenApiParameter("apv", str), OpenApiParameter("project", str),
+                               OpenApiParameter("state", str), OpenApiParameter("strategy", str)])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        p = self.request.query_params
+        return patch_list(apv=p.get("apv", ""), project=p.get("project", ""),
+                          state=p.get("state", ""), strategy=p.get("strategy", ""))
+
+    @extend_schema(request=PatchInput, responses={201: PatchOutput})
+    def post(self, request):
+        data = PatchInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        apv = apv_get(code=data.validated_data["apv"])
+        if apv is None:
+            raise Http404
+        if data.validated_data["strategy"] == PatchStrategy.CODE_PATCH:
+            patch = patch_submit_code(apv=apv, diff=data.validated_data["diff"],
+                                      title=data.validated_data["title"],
+                                      created_by=request.user)
+        else:
+            patch = patch_propose_upgrade(
+                apvs=list(apv_list(project=apv.project.name,
+                                   package=apv.dependency.normalised_name)
+                          .filter(status__in=PROPOSABLE)) or [apv],
+                target_version=data.validated_data["target_version"] or None,
+                created_by=request.user)
+        return Response(PatchOutput(patch).data, status=201)
+
+
+class PatchDetailApi(RetrieveAPIView):
+    serializer_class = PatchOutput
+
+    def get_queryset(self):
+        return patch_list()

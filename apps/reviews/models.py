@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -54,6 +55,20 @@ class APV(TimeStampedModel):
     last_seen_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution = models.CharField(max_length=200, blank=True)
+    #: The patch revision a decision applies to (the latest proposal for this APV).
+    current_patch = models.ForeignKey(
+        "reviews.Patch", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    #: When the APV last entered pending_review: review time is measured from here.
+    pending_review_at = models.DateTimeField(null=True, blank=True)
+    assigned_group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="assigned_apvs",
+    )
+    risk_accepted_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "APV"
@@ -72,3 +87,64 @@ class APV(TimeStampedModel):
     @property
     def is_overdue(self) -> bool:
         return self.status != APVStatus.RESOLVED and self.sla_due_at < timezone.now()
+
+
+class PatchStrategy(models.TextChoices):
+    DEPENDENCY_UPGRADE = "dependency_upgrade", "Dependency upgrade"
+    CODE_PATCH = "code_patch", "Code patch"
+    CONFIG_CHANGE = "config_change", "Configuration change"
+    VIRTUAL_PATCH = "virtual_patch", "Virtual patch"
+    MANUAL = "manual", "Manual"
+
+
+class PatchState(models.TextChoices):
+    PROPOSED = "proposed", "Proposed"
+    SUPERSEDED = "superseded", "Superseded by a newer revision"
+    MERGED = "merged", "Merged"
+    CLOSED = "closed", "Closed (rejected)"
+
+
+class RiskLevel(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+class Patch(TimeStampedModel):
+    """A proposed fix for one or more APVs (APVs of one package share an upgrade patch).
+
+    Committed on its own branch ``immune/<apv-code>-r<revision>``; never on the default
+    branch. A new revision supersedes the previous one after ``changes_requested``.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="patches")
+    apvs = models.ManyToManyField(APV, related_name="patches")
+    strategy = models.CharField(max_length=20, choices=PatchStrategy.choices)
+    revision = models.PositiveIntegerField()
+    state = models.CharField(max_length=12, choices=PatchState.choices,
+                             default=PatchState.PROPOSED, db_index=True)
+    ecosystem = models.CharField(max_length=50, blank=True)
+    package = models.CharField(max_length=300, blank=True, help_text="normalised name")
+    from_version = models.CharField(max_length=200, blank=True)
+    target_version = models.CharField(max_length=200, blank=True)
+    risk_level = models.CharField(max_length=10, choices=RiskLevel.choices,
+                                  default=RiskLevel.MEDIUM)
+    title = models.CharField(max_length=300)
+    notes = models.JSONField(default=list, blank=True, help_text="for the reviewer")
+    diff = models.TextField(blank=True)
+    base_commit = models.CharField(max_length=64, blank=True)
+    branch = models.CharField(max_length=300, blank=True)
+    commit_sha = models.CharField(max_length=64, blank=True)
+    merge_commit = models.CharField(max_length=64, blank=True)
+    forge_pr_number = models.PositiveIntegerField(null=True, blank=True)
+    forge_pr_url = models.URLField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", help_text="empty when proposed by immune itself",
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.title} (r{self.revision})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from apps.reviews.models import APV, APVStatus
+from apps.reviews.models import APV, APVStatus, Patch
 
 
 def apv_list(
@@ -78,3 +78,17 @@ def findings_for_project(*, project_name: str, include_resolved: bool = False) -
     if not include_resolved:
         qs = qs.exclude(status=APVStatus.RESOLVED)
     return [apv_finding(apv) for apv in qs]
+
+
+def patch_list(*, apv: str = "", project: str = "", state: str = "",
+               strategy: str = "") -> QuerySet[Patch]:
+    qs = Patch.objects.select_related("project").prefetch_related("apvs")
+    if apv:
+        qs = qs.filter(apvs__code=apv)
+    if project:
+        qs = qs.filter(project__name=project)
+    if state:
+        qs = qs.filter(state__in=state.split(","))
+    if strategy:
+        qs = qs.filter(strategy__in=strategy.split(","))
+    return qs.distinct().order_by("-created_at")

@@ -22,4 +22,6 @@ def test_demo_loads_bundled_advisories_and_scans_the_demo_repository(settings, t
     codes = set(APV.objects.values_list("code", flat=True))
     call_command("demo", stdout=io.StringIO())
     assert set(APV.objects.values_list("code", flat=True)) == codes
-    assert "0 new" not in out.getvalue() and "open APVs" in out.getvalue()
+    assert "0 new" not in out.getvalue()
+    assert set(APV.objects.values_list("status", flat=True)) == {"pending_review"}
+    assert "patches: 9 upgrade branch(es), 0 manual, 0 failed" in out.getvalue()

@@ -54,6 +54,8 @@ def test_demo_apvs_are_listed_with_filters_and_ordering(api, demo):
     dues = [r["sla_due_at"] for r in by_sla["results"]]
     assert dues == sorted(dues)
     assert api.get("/api/v1/apvs/", {"status": "resolved"}).json()["count"] == 0
+    pending = api.get("/api/v1/apvs/", {"status": "pending_review"}).json()["count"]
+    assert pending == body["count"]
 
 
 def test_apv_detail_by_code_and_404_format(api, demo):
@@ -68,7 +70,7 @@ def test_apv_detail_by_code_and_404_format(api, demo):
 def test_stats_count_by_status_and_severity(api, demo):
     stats = api.get("/api/v1/apvs/stats/").json()
     assert stats["total"] == APV.objects.count()
-    assert stats["by_status"]["open"] == stats["total"]
+    assert stats["by_status"]["pending_review"] == stats["total"]  # demo proposed patches
     assert sum(stats["by_severity"].values()) == stats["total"]
     assert stats["overdue"] == 0
 

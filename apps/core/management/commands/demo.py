@@ -2,7 +2,8 @@
 
 Creates a git repository (``<data dir>/repos/demo``) whose requirements.txt pins real
 vulnerable releases, imports the bundled advisory set (``data/advisories``), registers the
-repository as project ``demo`` and scans it. Safe to run again: nothing is duplicated.
+repository as project ``demo``, scans it and proposes a patch branch per package. Safe to
+run again: nothing is duplicated.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.advisories.services import advisories_import
 from apps.inventory.models import Project
 from apps.inventory.services import project_add, project_scan
+from apps.reviews.services.patches import patches_propose
 
 DEMO_REQUIREMENTS = """\
 # immune demo service: pins of real releases with published advisories
@@ -76,7 +78,12 @@ class Command(BaseCommand):
         project = Project.objects.filter(name="demo").first() or project_add(
             name="demo", path=str(repo), description="Demo service with vulnerable pins")
         result = project_scan(project=project)
-        self.stdout.write(self.style.SUCCESS(
+        self.stdout.write(
             f"project demo ({repo}): {result.dependencies} dependencies, "
-            f"{len(result.apvs.current)} open APVs ({len(result.apvs.created)} new)"
+            f"{len(result.apvs.current)} APVs ({len(result.apvs.created)} new)"
+        )
+        proposals = patches_propose(project=project)
+        self.stdout.write(self.style.SUCCESS(
+            f"patches: {len(proposals.proposed)} upgrade branch(es), {len(proposals.manual)} "
+            f"manual, {len(proposals.failed)} failed; the review queue is at /admin/"
         ))

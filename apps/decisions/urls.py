@@ -1,0 +1,8 @@
+from django.urls import path
+
+from apps.decisions import apis
+
+urlpatterns = [
+    path("apvs/<str:code>/decisions/", apis.APVDecisionsApi.as_view(), name="apv-decisions"),
+    path("decisions/", apis.DecisionListApi.as_view(), name="decision-list"),
+]

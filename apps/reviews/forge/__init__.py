@@ -1,0 +1,1 @@
+"""Forge adapters: publish immune's patch branches as pull requests and merge or close them."""

@@ -1,0 +1,927 @@
+"""Rewrite one dependency pin in a manifest, keeping everything else byte-for-byte.
+
+A ``dependency_upgrade`` patch changes the version a manifest pins for a vulnerable
+package to a fixed one. :func:`upgrade_pin` is the pure part of that: it takes the
+manifest's text and returns the new text, or raises :class:`ManualPatchRequired` with
+a reason a person can act on when the file cannot be edited safely.
+
+* pip requirements files (``*.txt``): the requirement's logical line is found with
+  pip's own joining, comment and option-splitting rules, checked with
+  ``packaging.requirements``, and only the version token of its ``==``/``===``
+  clause is replaced. ``--hash`` options of that requirement are removed (they
+  cannot match the new version) and a note says to regenerate them.
+* ``pyproject.toml``: PEP 621 / PEP 735 dependency strings and Poetry's dependency
+  tables. A small position-tracking TOML scanner finds the string to edit; the
+  result is re-parsed with ``tomllib`` and must equal the old document with just
+  that value changed.
+* Lock files and SBOMs are never edited: their hashes and resolved trees must come
+  from the tool that owns them. Everything else is not supported.
+
+Line numbers (the ``line`` hint, ``changed_lines``, line numbers in notes and
+reasons) are 1-based and refer to the ``text`` passed in. Newline style (``\\n`` or
+``\\r\\n``, per line), a missing final newline and a UTF-8 BOM are kept.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import copy
+import re
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+
+@dataclass(frozen=True)
+class ManifestEdit:
+    text: str  # the whole new file content
+    notes: list[str]  # human-readable notes for the reviewer
+    changed_lines: list[int]  # 1-based lines of the input text that were changed or removed
+
+
+class ManualPatchRequired(Exception):
+    """The manifest cannot be rewritten safely; ``reason`` says why and what to do."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# A version we are willing to write into a file: PEP 440 characters only, so that a
+# strange "fixed version" from advisory data can never inject syntax or a new line.
+_PLAIN_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")
+
+# The single ``==``/``===`` clause of a PEP 508 requirement that packaging has already
+# accepted: name, optional extras, optional legacy "(", operator, version token.
+_PIN_CLAUSE = re.compile(
+    r"\s*[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(?:\[[^\]]*\])?\s*\(?\s*"
+    r"(?P<op>===|==)\s*(?P<version>[^\s,;)]+)"
+)
+
+_SBOM_NAMES = frozenset({"bom.json", "sbom.json"})
+_SBOM_SUFFIXES = (".cdx.json",)
+
+
+def upgrade_pin(*, text: str, manifest_path: str, package: str, old_version: str,
+                new_version: str, line: int | None) -> ManifestEdit:
+    """Change the pin of ``package`` from ``old_version`` to ``new_version``.
+
+    ``package`` is matched by PEP 503 name. ``line`` (1-based) is where the dependency
+    was declared: that declaration is edited when it pins ``old_version``; otherwise
+    the file is searched (the nearest pin to the hint is edited, or every pin when
+    there is no hint). When the file already pins ``new_version`` instead, the text is
+    returned unchanged with a note (so calling this once per finding is safe).
+    """
+    if not _PLAIN_VERSION.fullmatch(new_version):
+        raise ManualPatchRequired(
+            f"{new_version!r} is not a plain version number; refusing to write it into "
+            f"{manifest_path}")
+    name = manifest_path.replace("\\", "/").rsplit("/", 1)[-1]
+    lower = name.lower()
+    locked = _lock_or_sbom_reason(lower, manifest_path, package, old_version, new_version)
+    if locked:
+        raise ManualPatchRequired(locked)
+    if lower == "pyproject.toml":
+        editor = _upgrade_pyproject
+    elif lower.endswith(".txt"):
+        editor = _upgrade_requirements
+    else:
+        raise ManualPatchRequired(
+            f"{manifest_path}: {_file_type(name)} cannot be edited automatically; upgrade "
+            f"{package} from {old_version} to {new_version} by hand")
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    job = _Job(manifest_path, package, canonicalize_name(package), old_version, new_version,
+               line)
+    edit = editor(text[len(bom):], job)
+    return ManifestEdit(text=bom + edit.text, notes=edit.notes,
+                        changed_lines=edit.changed_lines)
+
+
+# --- files that are never edited -------------------------------------------------
+
+
+def _lock_or_sbom_reason(lower: str, path: str, pkg: str, old: str, new: str) -> str | None:
+    if lower == "poetry.lock":
+        return (f"{path} pins {pkg} {old} with hashes and a content hash; run "
+                f"`poetry update {pkg}` (or `poetry add {pkg}@^{new}`) to upgrade it safely")
+    if lower == "pipfile.lock":
+        return (f"{path} pins {pkg} {old} with hashes and a hash of the Pipfile; run "
+                f"`pipenv update {pkg}` (after allowing {new} in the Pipfile) to upgrade it "
+                "safely")
+    if lower == "uv.lock":
+        return (f"{path} pins {pkg} {old} with hashes; run `uv lock --upgrade-package {pkg}` "
+                f"(or `uv lock --upgrade-package {pkg}=={new}`) to upgrade it safely")
+    if lower in ("package-lock.json", "npm-shrinkwrap.json"):
+        return (f"{path} pins {pkg} {old} with an integrity hash inside a resolved tree; run "
+                f"`npm install {pkg}@{new}` (for a transitive dependency: `npm update {pkg}`, "
+                "or an `overrides` entry in package.json) to upgrade it safely")
+    if lower in _SBOM_NAMES or lower.endswith(_SBOM_SUFFIXES):
+        return (f"{path} is an SBOM: an SBOM describes, it does not declare; upgrade {pkg} "
+                f"to {new} in the manifest it was generated from, then regenerate the SBOM")
+    return None
+
+
+def _file_type(name: str) -> str:
+    known = {
+        "setup.py": "setup.py (Python code)",
+        "setup.cfg": "setup.cfg",
+        "pipfile": "a Pipfile",
+        "package.json": "package.json",
+    }
+    if name.lower() in known:
+        return known[name.lower()]
+    suffix = name.rsplit(".", 1)[-1] if "." in name.lstrip(".") else ""
+    return f"a .{suffix} file" if suffix else f"a file named {name}"
+
+
+# --- choosing the declaration to edit ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: str
+    package: str
+    canonical: str
+    old: str
+    new: str
+    hint: int | None
+
+
+@dataclass
+class _Decl:
+    """One declaration of the package in the file."""
+
+    first_line: int
+    lines: frozenset[int]  # every line the declaration covers, for the hint
+    written: str  # as written, for messages
+    pinned: str | None  # the exact version pinned, None when not an exact pin
+    loose_reason: str  # why it is not an exact pin
+    data: Any  # format-specific: where to edit
+
+
+def _same_version(a: str, b: str) -> bool:
+    if a.lower() == b.lower():
+        return True
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return False
+
+
+def _choose(decls: list[_Decl], job: _Job) -> tuple[list[_Decl], list[str]]:
+    """The declarations to edit, plus notes; ManualPatchRequired when there are none."""
+    pins = [d for d in decls if d.pinned is not None and _same_version(d.pinned, job.old)]
+    at_hint = [d for d in pins if job.hint is not None and job.hint in d.lines]
+    if at_hint:
+        return at_hint[:1], []
+    if pins and job.hint is not None:
+        nearest = min(pins, key=lambda d: abs(d.first_line - job.hint))
+        return [nearest], [
+            f"{job.path}:{job.hint}: no {job.package} {job.old} pin on that line; upgraded "
+            f"the pin on line {nearest.first_line} instead"]
+    if pins:
+        notes = []
+        if len(pins) > 1:
+            notes.append(f"{job.path}: {job.package} {job.old} is pinned on lines "
+                         f"{', '.join(str(d.first_line) for d in pins)}; upgraded all of them")
+        return pins, notes
+    done = [d for d in decls if d.pinned is not None and _same_version(d.pinned, job.new)]
+    if done:
+        return [], [f"{job.path}:{done[0].first_line} already pins {job.package} {job.new}; "
+                    "left unchanged"]
+    if not decls:
+        raise ManualPatchRequired(
+            f"{job.package} {job.old} is not declared in {job.path}: no requirement for "
+            f"{job.package} was found there (it may come in transitively or from another "
+            "manifest)")
+    reasons = []
+    for d in decls:
+        if d.pinned is None:
+            reasons.append(
+                f"{job.path}:{d.first_line}: `{d.written}` is {d.loose_reason}, so there is "
+                f"no version to replace; change it to exclude {job.old} (e.g. >={job.new}) "
+                "by hand")
+        else:
+            reasons.append(f"{job.path}:{d.first_line} pins {job.package} {d.pinned}, not "
+                           f"{job.old}; nothing to upgrade there")
+    raise ManualPatchRequired("; ".join(reasons))
+
+
+def _classify(req: Requirement) -> tuple[str | None, str, str]:
+    """``(pinned version, operator, why not a pin)`` of a PEP 508 requirement."""
+    if req.url:
+        return None, "", "a direct reference to a URL"
+    specs = list(req.specifier)
+    if len(specs) != 1 or specs[0].operator not in ("==", "===") or \
+            specs[0].version.endswith("*"):
+        return None, "", "not an exact pin (a single == or ===)"
+    return specs[0].version, specs[0].operator, ""
+
+
+def _pin_span(req_text: str, pinned: str, where: str) -> tuple[int, int]:
+    """Start and end of the version token of a requirement's single ``==``/``===`` clause."""
+    match = _PIN_CLAUSE.match(req_text)
+    if not match or match["version"] != pinned:
+        raise ManualPatchRequired(f"{where}: cannot locate the version in `{req_text}`; "
+                                  "edit it by hand")
+    return match.start("version"), match.end("version")
+
+
+def _pins_as_intended(text: str, old: Requirement, op: str, new_version: str) -> bool:
+    try:
+        req = Requirement(text)
+    except InvalidRequirement:
+        return False
+    specs = list(req.specifier)
+    return (canonicalize_name(req.name) == canonicalize_name(old.name)
+            and req.extras == old.extras and str(req.marker) == str(old.marker)
+            and req.url == old.url and len(specs) == 1 and specs[0].operator == op
+            and specs[0].version == new_version)
+
+
+# --- pip requirements files -------------------------------------------------------
+
+# pip: a comment starts at "#" at the beginning of a line or after whitespace.
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+
+
+def _split_lines(text: str) -> list[tuple[str, str]]:
+    """``(content, line ending)`` pairs; the ending is "\\n", "\\r\\n" or "" (last line)."""
+    lines = []
+    pos = 0
+    while pos < len(text):
+        nl = text.find("\n", pos)
+        if nl == -1:
+            lines.append((text[pos:], ""))
+            break
+        if nl > pos and text[nl - 1] == "\r":
+            lines.append((text[pos:nl - 1], "\r\n"))
+        else:
+            lines.append((text[pos:nl], "\n"))
+        pos = nl + 1
+    return lines
+
+
+@dataclass
+class _Logical:
+    """One logical line of a requirements file, with a map back to physical columns."""
+
+    indexes: list[int]  # physical line indexes (0-based)
+    joined: str
+    where: list[tuple[int, int] | None]  # physical (index, column) of each joined char
+    req_start: int = 0  # where the requirement text starts in ``joined``
+    req_text: str = ""
+    req: Requirement | None = None
+    options: list[tuple[int, int, str]] | None = None  # option tokens: start, end, text
+
+
+def _logical_lines(lines: list[tuple[str, str]]) -> list[_Logical]:
+    """pip's ``join_lines``/``ignore_comments``/``break_args_options``, keeping positions."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for index, (content, _) in enumerate(lines):
+        current.append(index)
+        if not content.endswith("\\") or _COMMENT.match(content):
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    return [_parse_logical(lines, group) for group in groups]
+
+
+def _parse_logical(lines: list[tuple[str, str]], group: list[int]) -> _Logical:
+    parts: list[str] = []
+    where: list[tuple[int, int] | None] = []
+    for index in group:
+        content = lines[index][0]
+        if content.endswith("\\") and not _COMMENT.match(content):
+            start = len(content) - len(content.lstrip("\\"))
+            end = max(start, len(content.rstrip("\\")))  # pip: line.strip("\\")
+        else:
+            start, end = 0, len(content)
+            if _COMMENT.match(content):
+                parts.append(" ")
+                where.append(None)
+        parts.append(content[start:end])
+        where.extend((index, column) for column in range(start, end))
+    joined = "".join(parts)
+    logical = _Logical(group, joined, where)
+    comment = _COMMENT.search(joined)
+    body = joined[:comment.start()] if comment else joined
+    stripped = body.strip()
+    if not stripped or stripped.startswith("-"):
+        return logical  # blank, comment or an option line (-r, -e, --index-url...)
+    base = len(body) - len(body.lstrip())
+    args: list[str] = []
+    for token in stripped.split(" "):
+        if token.startswith("-"):
+            break
+        args.append(token)
+    args_text = " ".join(args)
+    logical.req_start = base
+    logical.req_text = args_text.rstrip()
+    options_start = base + len(args_text) + 1
+    logical.options = [
+        (options_start + m.start(), options_start + m.end(), m.group())
+        for m in re.finditer(r"\S+", joined[options_start:base + len(stripped)])]
+    with contextlib.suppress(InvalidRequirement):  # a URL, a path, a broken line: no pin
+        logical.req = Requirement(logical.req_text)
+    return logical
+
+
+def _hash_tokens(options: list[tuple[int, int, str]]) -> tuple[list[int], int]:
+    """Indexes of the tokens making up ``--hash`` options, and how many options that is."""
+    tokens: list[int] = []
+    count = 0
+    position = 0
+    while position < len(options):
+        text = options[position][2]
+        if text.startswith("--hash="):
+            tokens.append(position)
+            count += 1
+        elif text == "--hash":
+            tokens.append(position)
+            if position + 1 < len(options):
+                tokens.append(position + 1)
+                position += 1
+            count += 1
+        position += 1
+    return tokens, count
+
+
+def _physical_span(logical: _Logical, start: int, end: int, where: str) -> tuple[int, int, int]:
+    """``(line index, start column, end column)`` of a joined span on one physical line."""
+    cells = logical.where[start:end]
+    if not cells or None in cells or len({cell[0] for cell in cells}) != 1 \
+            or cells[-1][1] - cells[0][1] != len(cells) - 1:
+        raise ManualPatchRequired(f"{where}: a token spans several lines; edit it by hand")
+    return cells[0][0], cells[0][1], cells[-1][1] + 1
+
+
+def _upgrade_requirements(text: str, job: _Job) -> ManifestEdit:
+    lines = _split_lines(text)
+    logicals = _logical_lines(lines)
+    decls = []
+    for logical in logicals:
+        req = logical.req
+        if req is None or canonicalize_name(req.name) != job.canonical:
+            continue
+        pinned, op, loose = _classify(req)
+        first = logical.indexes[0] + 1
+        decls.append(_Decl(first, frozenset(i + 1 for i in logical.indexes), logical.req_text,
+                           pinned, loose, (logical, op)))
+    chosen, notes = _choose(decls, job)
+
+    new_content: dict[int, str] = {}
+    dropped: set[int] = set()
+    changed: set[int] = set()
+    edited: dict[int, tuple[_Logical, str]] = {}  # first physical index -> (old, operator)
+    for decl in chosen:
+        logical, op = decl.data
+        where = f"{job.path}:{decl.first_line}"
+        start, end = _pin_span(logical.req_text, decl.pinned, where)
+        edits: dict[int, list[tuple[int, int, str]]] = {}
+        index, col_start, col_end = _physical_span(
+            logical, logical.req_start + start, logical.req_start + end, where)
+        edits.setdefault(index, []).append((col_start, col_end, job.new))
+        hash_positions, hash_count = _hash_tokens(logical.options or [])
+        deletions: dict[int, list[tuple[int, int]]] = {}
+        for position in hash_positions:
+            token_start, token_end, _ = logical.options[position]
+            index, col_start, col_end = _physical_span(logical, token_start, token_end, where)
+            deletions.setdefault(index, []).append((col_start, col_end))
+        for index, spans in deletions.items():
+            edits.setdefault(index, []).extend(
+                (s, e, "") for s, e in _widen(lines[index][0], spans))
+        for index, line_edits in edits.items():
+            content = lines[index][0]
+            for s, e, replacement in sorted(line_edits, reverse=True):
+                content = content[:s] + replacement + content[e:]
+            changed.add(index + 1)
+            if index in deletions and index != logical.indexes[0] \
+                    and not content.rstrip("\\").strip():
+                dropped.add(index)
+            else:
+                new_content[index] = content
+        if logical.indexes[-1] in dropped:
+            # The continuation now ends earlier: its new last line must not continue.
+            last = max(i for i in logical.indexes if i not in dropped)
+            content = new_content.get(last, lines[last][0])
+            if content.endswith("\\"):
+                new_content[last] = content.rstrip("\\").rstrip()
+                changed.add(last + 1)
+        if hash_count:
+            notes.append(
+                f"{where}: removed {hash_count} --hash option{'s' if hash_count > 1 else ''} "
+                f"for {job.package} (they pinned {job.old}); regenerate hashes, e.g. "
+                "pip-compile --generate-hashes")
+        edited[logical.indexes[0]] = (logical, op)
+
+    if any(decl.data[0].options and _hash_tokens(decl.data[0].options)[1] for decl in chosen):
+        others = [lg for lg in logicals if lg.indexes[0] not in edited
+                  and lg.options and _hash_tokens(lg.options)[1]]
+        if others:
+            notes.append(
+                f"{job.path}: other requirements still carry --hash options, so pip runs in "
+                f"hash-checking mode and will reject {job.package}=={job.new} until its "
+                "hashes are added")
+
+    new_lines = [(new_content.get(i, content), ending)
+                 for i, (content, ending) in enumerate(lines) if i not in dropped]
+    if lines and lines[-1][1] == "" and new_lines and new_lines[-1][1] != "":
+        new_lines[-1] = (new_lines[-1][0], "")  # the file did not end with a newline
+    new_text = "".join(content + ending for content, ending in new_lines)
+    _verify_requirements(logicals, _logical_lines(new_lines), edited, job)
+    return ManifestEdit(new_text, notes, sorted(changed))
+
+
+def _widen(content: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Spans to delete, each with the blanks that separated it from its neighbours."""
+    widened = []
+    for start, end in spans:
+        if content[:start].strip():
+            while start > 0 and content[start - 1] in " \t":
+                start -= 1
+        else:
+            while end < len(content) and content[end] in " \t":
+                end += 1
+        widened.append((start, end))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(widened):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _verify_requirements(old: list[_Logical], new: list[_Logical],
+                         edited: dict[int, tuple[_Logical, str]], job: _Job) -> None:
+    """Re-read the result the way pip would: only the edited requirements changed."""
+    def fail(detail: str) -> ManualPatchRequired:
+        return ManualPatchRequired(f"{job.path}: {detail}; upgrade {job.package} by hand")
+
+    if len(old) != len(new):
+        raise fail("rewriting the requirement changed the file's structure")
+    for before, after in zip(old, new, strict=True):
+        if before.indexes[0] not in edited:
+            if before.joined != after.joined:
+                raise fail("rewriting the requirement changed another line")
+            continue
+        _, op = edited[before.indexes[0]]
+        line = before.indexes[0] + 1
+        if before.req is None or not _pins_as_intended(after.req_text, before.req, op,
+                                                       job.new):
+            raise fail(f"line {line} would read `{after.req_text}`, which does not pin "
+                       f"{job.package} {job.new}")
+        hashes = set(_hash_tokens(before.options or [])[0])
+        kept = [t for i, t in enumerate(before.options or []) if i not in hashes]
+        if [t[2] for t in after.options or []] != [t[2] for t in kept]:
+            raise fail(f"line {line} would lose or keep the wrong options")
+
+
+# --- pyproject.toml -------------------------------------------------------------------
+
+
+class _TomlScanError(Exception):
+    pass
+
+
+@dataclass
+class _TomlString:
+    start: int  # raw index of the opening quote
+    end: int  # raw index just past the closing quote
+    value: str  # decoded
+    offsets: list[int]  # raw index of each decoded char, then the index of the closing quote
+
+
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SCALAR = re.compile(r"[^\s,\]}#]+")
+_LINE_END_BACKSLASH = re.compile(r"\\[ \t]*\r?\n")
+
+
+class _TomlLocator:
+    """Where each string value of a TOML document (already accepted by tomllib) sits.
+
+    ``strings`` maps a value's path (keys, and indexes for arrays and arrays of
+    tables) to its position; ``key_lines`` maps key and table paths to their line.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.s = text
+        self.i = 0
+        self.strings: dict[tuple, _TomlString] = {}
+        self.key_lines: dict[tuple, int] = {}
+        self._tables_in_arrays: dict[tuple, int] = {}
+        self._newlines = [m.start() for m in re.finditer("\n", text)]
+
+    def line_of(self, position: int) -> int:
+        return bisect.bisect_left(self._newlines, position) + 1
+
+    def scan(self) -> _TomlLocator:
+        table: tuple = ()
+        while True:
+            self._skip_blank()
+            if self.i >= len(self.s):
+                return self
+            line = self.line_of(self.i)
+            if self.s.startswith("[[", self.i):
+                self.i += 2
+                keys = self._header_keys("]]")
+                array = (*self._resolve(keys[:-1]), keys[-1])
+                count = self._tables_in_arrays.get(array, 0)
+                self._tables_in_arrays[array] = count + 1
+                table = (*array, count)
+                self.key_lines[table] = line
+            elif self.s[self.i] == "[":
+                self.i += 1
+                table = self._resolve(self._header_keys("]"))
+                self.key_lines.setdefault(table, line)
+            else:
+                self._key_value(table)
+            self._end_of_line()
+
+    def _resolve(self, keys: tuple) -> tuple:
+        path: tuple = ()
+        for key in keys:
+            path = (*path, key)
+            if path in self._tables_in_arrays:
+                path = (*path, self._tables_in_arrays[path] - 1)
+        return path
+
+    def _header_keys(self, close: str) -> tuple:
+        self._skip_spaces()
+        keys = self._key()
+        self._skip_spaces()
+        self._expect(close)
+        return keys
+
+    def _key_value(self, table: tuple) -> None:
+        line = self.line_of(self.i)
+        path = (*table, *self._key())
+        self.key_lines[path] = line
+        self._skip_spaces()
+        self._expect("=")
+        self._skip_spaces()
+        self._value(path)
+
+    def _key(self) -> tuple:
+        keys = [self._simple_key()]
+        while True:
+            save = self.i
+            self._skip_spaces()
+            if self._peek() != ".":
+                self.i = save
+                return tuple(keys)
+            self.i += 1
+            self._skip_spaces()
+            keys.append(self._simple_key())
+
+    def _simple_key(self) -> str:
+        if self._peek() in ('"', "'"):
+            return self._string().value
+        match = _BARE_KEY.match(self.s, self.i)
+        if not match:
+            raise _TomlScanError(f"key expected at {self.i}")
+        self.i = match.end()
+        return match.group()
+
+    def _value(self, path: tuple) -> None:
+        char = self._peek()
+        if char in ('"', "'"):
+            self.strings[path] = self._string()
+        elif char in ("[", "{"):
+            self.i += 1
+            close = "]" if char == "[" else "}"
+            count = 0
+            while True:
+                self._skip_blank()
+                if self._peek() == close:
+                    self.i += 1
+                    return
+                if char == "[":
+                    self._value((*path, count))
+                    count += 1
+                else:
+                    self._key_value(path)
+                self._skip_blank()
+                if self._peek() == ",":
+                    self.i += 1
+                elif self._peek() != close:
+                    raise _TomlScanError(f"{close!r} expected at {self.i}")
+        else:
+            match = _SCALAR.match(self.s, self.i)
+            if not match:
+                raise _TomlScanError(f"value expected at {self.i}")
+            self.i = match.end()
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", match.group()) \
+                    and re.match(r" \d{2}:", self.s[self.i:self.i + 4]):
+                self.i = _SCALAR.match(self.s, self.i + 1).end()  # date, space, time
+
+    def _string(self) -> _TomlString:
+        s, start = self.s, self.i
+        for quote in ('"""', "'''"):
+            if s.startswith(quote, start):
+                return self._multiline_string(quote[0])
+        quote = s[start]
+        i = start + 1
+        chars: list[str] = []
+        offsets: list[int] = []
+        while True:
+            if i >= len(s) or s[i] in "\r\n":
+                raise _TomlScanError(f"unterminated string at {start}")
+            if s[i] == quote:
+                break
+            offsets.append(i)
+            if s[i] == "\\" and quote == '"':
+                char, i = self._escape(i)
+            else:
+                char, i = s[i], i + 1
+            chars.append(char)
+        offsets.append(i)
+        self.i = i + 1
+        return _TomlString(start, i + 1, "".join(chars), offsets)
+
+    def _multiline_string(self, quote: str) -> _TomlString:
+        s, start = self.s, self.i
+        i = start + 3
+        if s.startswith("\r\n", i):
+            i += 2
+        elif s.startswith("\n", i):
+            i += 1
+        chars: list[str] = []
+        offsets: list[int] = []
+        while True:
+            if i >= len(s):
+                raise _TomlScanError(f"unterminated string at {start}")
+            if s.startswith(quote * 3, i):
+                run = 3
+                while run < 5 and s.startswith(quote, i + run):
+                    run += 1
+                for extra in range(run - 3):  # up to two quotes end the content
+                    offsets.append(i + extra)
+                    chars.append(quote)
+                offsets.append(i + run - 3)
+                self.i = i + run
+                return _TomlString(start, self.i, "".join(chars), offsets)
+            if quote == '"' and s[i] == "\\":
+                trim = _LINE_END_BACKSLASH.match(s, i)
+                if trim:
+                    i = trim.end()
+                    while i < len(s) and s[i] in " \t\r\n":
+                        i += 1
+                    continue
+                offsets.append(i)
+                char, i = self._escape(i)
+            else:
+                offsets.append(i)
+                char, i = s[i], i + 1
+            chars.append(char)
+
+    def _escape(self, i: int) -> tuple[str, int]:
+        code = self.s[i + 1:i + 2]
+        if code in _ESCAPES:
+            return _ESCAPES[code], i + 2
+        width = {"u": 4, "U": 8}.get(code)
+        digits = self.s[i + 2:i + 2 + width] if width else ""
+        if not width or not re.fullmatch(r"[0-9A-Fa-f]+", digits) or len(digits) != width:
+            raise _TomlScanError(f"bad escape at {i}")
+        return chr(int(digits, 16)), i + 2 + width
+
+    def _peek(self) -> str:
+        return self.s[self.i] if self.i < len(self.s) else ""
+
+    def _expect(self, token: str) -> None:
+        if not self.s.startswith(token, self.i):
+            raise _TomlScanError(f"{token!r} expected at {self.i}")
+        self.i += len(token)
+
+    def _skip_spaces(self) -> None:
+        while self._peek() in (" ", "\t"):
+            self.i += 1
+
+    def _skip_blank(self) -> None:
+        """Whitespace, newlines and comments."""
+        while self.i < len(self.s):
+            char = self.s[self.i]
+            if char in " \t\r\n":
+                self.i += 1
+            elif char == "#":
+                end = self.s.find("\n", self.i)
+                self.i = len(self.s) if end == -1 else end
+            else:
+                return
+
+    def _end_of_line(self) -> None:
+        self._skip_spaces()
+        if self._peek() == "#":
+            end = self.s.find("\n", self.i)
+            self.i = len(self.s) if end == -1 else end
+        if self.s.startswith("\r\n", self.i):
+            self.i += 2
+        elif self.s.startswith("\n", self.i) or self.i >= len(self.s):
+            self.i += 1
+        else:
+            raise _TomlScanError(f"end of line expected at {self.i}")
+
+
+def _toml_get(doc: Any, path: tuple) -> Any:
+    for key in path:
+        doc = doc[key]
+    return doc
+
+
+def _toml_table(data: Any, *keys: str) -> dict[str, Any]:
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _poetry_exact(constraint: str) -> tuple[int, int] | None:
+    """Span of the version in an exact Poetry constraint ("1.2.3", "==1.2.3", "=1.2.3").
+
+    The same rule as the inventory's: ``^``/``~``/ranges/wildcards are not pins.
+    """
+    match = re.fullmatch(r"\s*(?:==?\s*)?(?P<version>[^\s*]+)\s*", constraint)
+    if not match:
+        return None
+    try:
+        Version(match["version"])
+    except InvalidVersion:
+        return None
+    return match.start("version"), match.end("version")
+
+
+@dataclass
+class _TomlTarget:
+    path: tuple  # path of the string value to edit
+    leaf: _TomlString
+    span: tuple[int, int]  # the version inside the decoded value
+    kind: str  # "pep508" or "poetry"
+    req: Requirement | None = None
+    op: str = ""
+
+
+def _upgrade_pyproject(text: str, job: _Job) -> ManifestEdit:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManualPatchRequired(f"{job.path} is not valid TOML ({exc}); upgrade "
+                                  f"{job.package} by hand") from exc
+    try:
+        locator = _TomlLocator(text).scan()
+    except _TomlScanError as exc:
+        raise ManualPatchRequired(f"{job.path}: cannot locate values in this TOML layout "
+                                  f"({exc}); upgrade {job.package} by hand") from exc
+    decls = _pep508_decls(doc, locator, job) + _poetry_decls(doc, locator, job)
+    chosen, notes = _choose(decls, job)
+    if not chosen:
+        return ManifestEdit(text, notes, [])
+
+    replacements: list[tuple[int, int]] = []
+    expected = copy.deepcopy(doc)  # the old document with just the edited values changed
+    targets: dict[tuple, tuple[_Decl, str]] = {}
+    for decl in chosen:
+        target: _TomlTarget = decl.data
+        leaf = target.leaf
+        start, end = target.span
+        raw_start, raw_end = leaf.offsets[start], leaf.offsets[end]
+        if text[raw_start:raw_end] != leaf.value[start:end]:
+            raise ManualPatchRequired(f"{job.path}:{decl.first_line}: the version is written "
+                                      f"with escapes; upgrade {job.package} by hand")
+        replacements.append((raw_start, raw_end))
+        new_value = leaf.value[:start] + job.new + leaf.value[end:]
+        _toml_get(expected, target.path[:-1])[target.path[-1]] = new_value
+        targets[target.path] = (decl, new_value)
+
+    new_text = text
+    for raw_start, raw_end in sorted(replacements, reverse=True):
+        new_text = new_text[:raw_start] + job.new + new_text[raw_end:]
+    _verify_pyproject(new_text, expected, targets, job)
+
+    for decl in chosen:
+        if decl.data.kind == "poetry":
+            notes.append(f"{job.path}: run `poetry lock` so poetry.lock (if the project has "
+                         f"one) records {job.package} {job.new}")
+            break
+    else:
+        notes.append(f"{job.path}: regenerate the project's lock file (uv.lock, pdm.lock...) "
+                     f"if it has one, so it records {job.package} {job.new}")
+    changed = sorted({locator.line_of(raw_start) for raw_start, _ in replacements})
+    return ManifestEdit(new_text, notes, changed)
+
+
+def _verify_pyproject(new_text: str, expected: dict,
+                      targets: dict[tuple, tuple[_Decl, str]], job: _Job) -> None:
+    try:
+        new_doc = tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManualPatchRequired(f"{job.path}: the edit would break the TOML ({exc}); "
+                                  f"upgrade {job.package} by hand") from exc
+    if new_doc != expected:
+        raise ManualPatchRequired(f"{job.path}: the edit would change more than the pin of "
+                                  f"{job.package}; upgrade it by hand")
+    for path, (decl, new_value) in targets.items():
+        target: _TomlTarget = decl.data
+        if target.kind == "pep508":
+            ok = _pins_as_intended(new_value, target.req, target.op, job.new)
+        else:
+            span = _poetry_exact(new_value)
+            ok = span is not None and new_value[span[0]:span[1]] == job.new
+        if not ok or _toml_get(new_doc, path) != new_value:
+            raise ManualPatchRequired(f"{job.path}:{decl.first_line}: the edited value "
+                                      f"{new_value!r} does not pin {job.package} {job.new}; "
+                                      "upgrade it by hand")
+
+
+def _leaf(locator: _TomlLocator, doc: dict, path: tuple, job: _Job) -> _TomlString:
+    leaf = locator.strings.get(path)
+    if leaf is None or leaf.value != _toml_get(doc, path):
+        raise ManualPatchRequired(f"{job.path}: cannot locate {'.'.join(map(str, path))} in "
+                                  f"the text; upgrade {job.package} by hand")
+    return leaf
+
+
+def _leaf_lines(locator: _TomlLocator, leaf: _TomlString) -> set[int]:
+    return set(range(locator.line_of(leaf.start), locator.line_of(leaf.end - 1) + 1))
+
+
+def _pep508_decls(doc: dict, locator: _TomlLocator, job: _Job) -> list[_Decl]:
+    """PEP 621 ``project.(optional-)dependencies`` and PEP 735 ``dependency-groups``."""
+    project = _toml_table(doc, "project")
+    arrays: list[tuple[tuple, Any]] = [(("project", "dependencies"),
+                                        project.get("dependencies"))]
+    for extra, items in _toml_table(project, "optional-dependencies").items():
+        arrays.append((("project", "optional-dependencies", extra), items))
+    for group, items in _toml_table(doc, "dependency-groups").items():
+        arrays.append((("dependency-groups", group), items))
+    decls = []
+    for prefix, items in arrays:
+        for position, item in enumerate(items if isinstance(items, list) else []):
+            if not isinstance(item, str):
+                continue
+            try:
+                req = Requirement(item)
+            except InvalidRequirement:
+                continue
+            if canonicalize_name(req.name) != job.canonical:
+                continue
+            path = (*prefix, position)
+            leaf = _leaf(locator, doc, path, job)
+            pinned, op, loose = _classify(req)
+            line = locator.line_of(leaf.start)
+            span = (0, 0)
+            if pinned is not None and _same_version(pinned, job.old):
+                span = _pin_span(item, pinned, f"{job.path}:{line}")
+            decls.append(_Decl(line, frozenset(_leaf_lines(locator, leaf)), item, pinned,
+                               loose, _TomlTarget(path, leaf, span, "pep508", req, op)))
+    return decls
+
+
+def _poetry_decls(doc: dict, locator: _TomlLocator, job: _Job) -> list[_Decl]:
+    """Poetry's main, legacy dev and group dependency tables."""
+    poetry = _toml_table(doc, "tool", "poetry")
+    tables = [(("tool", "poetry", "dependencies"), _toml_table(poetry, "dependencies")),
+              (("tool", "poetry", "dev-dependencies"), _toml_table(poetry, "dev-dependencies"))]
+    for group, body in _toml_table(poetry, "group").items():
+        tables.append((("tool", "poetry", "group", group, "dependencies"),
+                       _toml_table(body, "dependencies")))
+    decls = []
+    for prefix, table in tables:
+        for name, value in table.items():
+            if name.lower() == "python" or canonicalize_name(name) != job.canonical:
+                continue
+            key_line = locator.key_lines.get((*prefix, name))
+            entries = [((*prefix, name), value)] if not isinstance(value, list) else [
+                ((*prefix, name, position), entry) for position, entry in enumerate(value)]
+            for entry_path, entry in entries:
+                decls.append(_poetry_decl(doc, locator, job, name, key_line, entry_path, entry))
+    return decls
+
+
+def _poetry_decl(doc: dict, locator: _TomlLocator, job: _Job, name: str, key_line: int | None,
+                 entry_path: tuple, entry: Any) -> _Decl:
+    if isinstance(entry, dict) and isinstance(entry.get("version"), str):
+        path, constraint = (*entry_path, "version"), entry["version"]
+    elif isinstance(entry, str):
+        path, constraint = entry_path, entry
+    else:
+        where = locator.key_lines.get(entry_path) or key_line or 0
+        sources = [k for k in ("git", "path", "url", "file") if isinstance(entry, dict)
+                   and k in entry]
+        loose = f"a {'/'.join(sources)} dependency" if sources else "not a version constraint"
+        return _Decl(where, frozenset({where}), f"{name} = {entry!r}", None, loose, None)
+    leaf = _leaf(locator, doc, path, job)
+    line = locator.line_of(leaf.start)
+    lines = _leaf_lines(locator, leaf) | ({key_line} if key_line else set())
+    span = _poetry_exact(constraint)
+    pinned = constraint[span[0]:span[1]] if span else None
+    written = f'{name} = "{constraint}"'
+    return _Decl(key_line or line, frozenset(lines), written, pinned,
+                 "not an exact Poetry pin", _TomlTarget(path, leaf, span or (0, 0), "poetry"))
