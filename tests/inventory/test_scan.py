@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -9,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -145,15 +147,25 @@ def test_withdrawn_advisory_stops_matching_and_resolves_its_apvs(repo, feed):
 
 @pytest.mark.django_db(transaction=True)
 def test_created_apvs_are_pushed_after_commit(repo, tmp_path):
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group_name("apvs"), channel)
     folder = tmp_path / "f"
     folder.mkdir()
     (folder / "a.json").write_text(json.dumps(osv_record("PYSEC-2021-0001", "pyyaml", "0", "5.4")))
     advisories_import(sources=[str(folder)])
-    project_scan(project=project_add(name="svc", path=str(repo)))
-    message = async_to_sync(layer.receive)(channel)
+    project = project_add(name="svc", path=str(repo))
+
+    async def scenario():
+        # One event loop for every layer call (channels-redis binds connections to a loop);
+        # the scan runs in a worker thread and its on-commit push comes back to this loop.
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(group_name("apvs"), channel)
+        await database_sync_to_async(project_scan)(project=project)
+        try:
+            return await asyncio.wait_for(layer.receive(channel), timeout=5)
+        finally:
+            await layer.group_discard(group_name("apvs"), channel)
+
+    message = async_to_sync(scenario)()
     assert message["event"] == "apv.created"
     assert message["data"]["advisory"] == "PYSEC-2021-0001"
     assert message["data"]["code"] == APV.objects.get().code
