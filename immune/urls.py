@@ -4,6 +4,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from apps.core import views as core_views
 
+admin.site.site_header = "immune review console"
+admin.site.site_title = "immune"
+admin.site.index_title = "Work at a glance"
+# The queue needs the width; the index and breadcrumbs already lead everywhere.
+admin.site.enable_nav_sidebar = False
+
 api_v1 = [
     path("auth/token/", core_views.TokenObtainView.as_view(), name="auth-token"),
     path("me/", core_views.MeView.as_view(), name="me"),

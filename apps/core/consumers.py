@@ -3,19 +3,36 @@
 Protocol (spec, Interfaces → WebSocket): the client sends ``subscribe`` /
 ``unsubscribe`` with ``channels`` (apvs, decisions, wargames, stats) and ``ping``;
 the server sends ``connection_ack``, ``pong``, the events of subscribed channels
-and ``error``. Anonymous connections are closed before they are accepted.
+and ``error``. The detail page also sends ``presence`` with an ``apv`` code (and again
+as a heartbeat); everyone viewing that APV receives ``presence`` with the viewers.
+Anonymous connections are closed before they are accepted.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.cache import cache
 
 from apps.core.realtime import CHANNELS, group_name
 
 #: Close code for an unauthenticated connection (4000-4999 are application codes).
 CLOSE_UNAUTHENTICATED = 4401
+#: A viewer who sent no presence heartbeat for this long is no longer shown.
+PRESENCE_TTL_S = 90
+_APV_CODE = re.compile(r"^APV-\d{8}-\d{4,}$")
+
+
+def _presence_key(code: str) -> str:
+    return f"presence:{code}"
+
+
+def _presence_group(code: str) -> str:
+    return f"immune.presence.{code}"
 
 
 class ReviewsConsumer(AsyncJsonWebsocketConsumer):
@@ -33,6 +50,8 @@ class ReviewsConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for channel in getattr(self, "subscriptions", set()):
             await self.channel_layer.group_discard(group_name(channel), self.channel_name)
+        if getattr(self, "viewing", None):
+            await self._leave(self.viewing)
 
     async def receive_json(self, content: Any, **kwargs) -> None:
         if not isinstance(content, dict):
@@ -43,6 +62,8 @@ class ReviewsConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "pong", "ts": content.get("ts")})
         elif kind in ("subscribe", "unsubscribe"):
             await self._change_subscriptions(kind, content.get("channels"))
+        elif kind == "presence":
+            await self._presence(content.get("apv"))
         else:
             await self._error("unknown_type", f"Unknown message type {kind!r}.")
 
@@ -67,13 +88,50 @@ class ReviewsConsumer(AsyncJsonWebsocketConsumer):
         """Handler for ``realtime.event`` messages sent by ``apps.core.realtime``."""
         await self.send_json({"type": message["event"], "data": message["data"]})
 
+    # --- presence: who else has this APV open (the detail page sends a heartbeat) ---------
+    async def _presence(self, code: Any) -> None:
+        if not isinstance(code, str) or not _APV_CODE.match(code):
+            await self._error("bad_apv", "'apv' must be an APV code.")
+            return
+        if getattr(self, "viewing", None) not in (None, code):
+            await self._leave(self.viewing)
+        if getattr(self, "viewing", None) != code:
+            await self.channel_layer.group_add(_presence_group(code), self.channel_name)
+            self.viewing = code
+        viewers = await self._viewers(code, join=True)
+        await self._broadcast_presence(code, viewers)
+
+    async def _leave(self, code: str) -> None:
+        await self.channel_layer.group_discard(_presence_group(code), self.channel_name)
+        viewers = await self._viewers(code, join=False)
+        self.viewing = None
+        await self._broadcast_presence(code, viewers)
+
+    async def _viewers(self, code: str, *, join: bool) -> list[str]:
+        """Update this connection's entry in the shared presence map (the cache, so it
+        works across web processes on Redis) and return who is viewing now."""
+        now = time.time()
+        raw = await cache.aget(_presence_key(code))
+        entries = json.loads(raw) if raw else {}
+        entries = {k: v for k, v in entries.items() if v["until"] > now}
+        if join:
+            entries[self.channel_name] = {"user": self.scope["user"].get_username(),
+                                          "until": now + PRESENCE_TTL_S}
+        else:
+            entries.pop(self.channel_name, None)
+        await cache.aset(_presence_key(code), json.dumps(entries), PRESENCE_TTL_S)
+        return sorted({entry["user"] for entry in entries.values()})
+
+    async def _broadcast_presence(self, code: str, viewers: list[str]) -> None:
+        await self.channel_layer.group_send(_presence_group(code), {
+            "type": "realtime.event", "event": "presence",
+            "data": {"apv": code, "viewers": viewers}})
+
     async def _error(self, code: str, message: str) -> None:
         await self.send_json({"type": "error", "code": code, "message": message})
 
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
-        import json
-
         try:
             return json.loads(text_data)
         except ValueError:

@@ -27,7 +27,7 @@ from apps.inventory.git import GitError
 from apps.reviews.errors import APVNotFound
 from apps.reviews.models import APV, APVStatus, Patch, PatchState
 from apps.reviews.patching.branches import delete_branch, merge_branch
-from apps.reviews.services.apvs import apv_payload
+from apps.reviews.services.apvs import apv_payload, stats_push_on_commit
 
 log = structlog.get_logger(__name__)
 
@@ -73,21 +73,36 @@ def _validate(*, decision: str, justification: str, confidence: float, modificat
         raise DecisionInvalid("The decision is not valid.", details=problems)
 
 
-def _check_permission(user, apv: APV, decision: str) -> None:
+def decision_denial(user, apv: APV, decision: str) -> Exception | None:
+    """Why ``user`` may not make ``decision`` on ``apv`` now (None when they may).
+
+    The one place the rules live: the service enforces them, the console asks them to
+    show only the buttons a reviewer can use.
+    """
     if apv.status == APVStatus.ESCALATED:
         if not user.has_perm("decisions.decide_escalated"):
-            raise DecisionForbidden(f"{apv.code} is escalated: only leads decide it.")
+            return DecisionForbidden(f"{apv.code} is escalated: only leads decide it.")
         if decision == DecisionType.ESCALATE:
-            raise DecisionConflict(f"{apv.code} is already escalated.")
+            return DecisionConflict(f"{apv.code} is already escalated.")
     elif apv.status == APVStatus.PENDING_REVIEW:
         if not user.has_perm("decisions.add_decision"):
-            raise DecisionForbidden("Deciding APVs needs the reviewer role.")
+            return DecisionForbidden("Deciding APVs needs the reviewer role.")
     else:
-        raise DecisionConflict(
+        return DecisionConflict(
             f"{apv.code} is {apv.status}, not awaiting a decision (decided meanwhile?).",
             details={"status": apv.status})
     if decision == DecisionType.ACCEPT_RISK and not user.has_perm("decisions.accept_risk"):
-        raise DecisionForbidden("Only leads may accept a risk.")
+        return DecisionForbidden("Only leads may accept a risk.")
+    return None
+
+
+def decisions_allowed(user, apv: APV) -> list[str]:
+    return [d for d in DecisionType.values if decision_denial(user, apv, d) is None]
+
+
+def _check_permission(user, apv: APV, decision: str) -> None:
+    if (denial := decision_denial(user, apv, decision)) is not None:
+        raise denial
 
 
 def _replay(reviewer, key: str | None) -> Decision | None:
@@ -179,6 +194,7 @@ def _decide(*, apv_code, reviewer, decision, justification, confidence, modifica
     for item in affected:
         item.status = status_after
         send_event_on_commit("apvs", "apv.updated", apv_payload(item))
+    stats_push_on_commit()
     log.info("decision.recorded", apv=apv.code, decision=decision, action=action,
              failed=bool(error))
     return record

@@ -35,13 +35,27 @@ def apv_get(*, code: str) -> APV | None:
     return apv_list().filter(code=code).first()
 
 
+QUEUE_STATUSES = (APVStatus.PENDING_REVIEW, APVStatus.ESCALATED)
+
+
+def queue_counts() -> dict:
+    """Work waiting for a reviewer, by severity: the console's live counter."""
+    rows = (APV.objects.filter(status__in=QUEUE_STATUSES).order_by().values_list("severity")
+            .annotate(n=Count("id")))
+    by_severity = dict(rows)
+    return {"pending_by_severity": by_severity, "pending": sum(by_severity.values())}
+
+
 def apv_stats(*, project: str = "") -> dict:
     qs = apv_list(project=project)
     by_status = dict(qs.order_by().values_list("status").annotate(n=Count("id")))
     open_qs = qs.exclude(status=APVStatus.RESOLVED)
     by_severity = dict(open_qs.order_by().values_list("severity").annotate(n=Count("id")))
+    pending = dict(qs.filter(status__in=QUEUE_STATUSES).order_by().values_list("severity")
+                   .annotate(n=Count("id")))
     return {
         "total": sum(by_status.values()),
+        "pending_by_severity": pending,
         "by_status": {s: by_status.get(s, 0) for s in APVStatus.values},
         "by_severity": by_severity,
         "overdue": open_qs.filter(sla_due_at__lt=timezone.now()).count(),

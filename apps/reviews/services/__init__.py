@@ -7,6 +7,7 @@ from apps.reviews.services.apvs import (
     apv_payload,
     apvs_resolve_for_withdrawn_advisories,
     apvs_sync_for_project,
+    stats_push_on_commit,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "apv_payload",
     "apvs_resolve_for_withdrawn_advisories",
     "apvs_sync_for_project",
+    "stats_push_on_commit",
 ]

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.advisories.models import Advisory
-from apps.core.realtime import send_event_on_commit
+from apps.core.realtime import send_event, send_event_on_commit
 from apps.inventory.models import Dependency, Project
 from apps.reviews.models import APV, APVCodeCounter, APVStatus
 from apps.reviews.priority import apv_priority, sla_due
@@ -78,6 +78,13 @@ def apv_payload(apv: APV) -> dict:
 
 #: Fields a rescan may change; a change in any of them (not just last_seen) is an update.
 _REFRESHED = ("severity", "cvss_score", "priority", "fixed_in", "sla_due_at", "status")
+
+
+def stats_push_on_commit() -> None:
+    """After commit, push the queue counters (computed then, so they include this write)."""
+    from apps.reviews.selectors import queue_counts
+
+    transaction.on_commit(lambda: send_event("stats", "stats.update", queue_counts()))
 
 
 def _refresh(apv: APV, exposure: Exposure, now: datetime) -> bool:
@@ -150,6 +157,8 @@ def apvs_sync_for_project(*, project: Project, exposures: Iterable[Exposure]) ->
         send_event_on_commit("apvs", "apv.created", apv_payload(apv))
     for apv in [*result.updated, *result.resolved]:
         send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
+    if result.created or result.updated or result.resolved:
+        stats_push_on_commit()
     log.info(
         "apvs.synced", project=project.name, created=len(result.created),
         updated=len(result.updated), unchanged=len(result.unchanged),

@@ -22,7 +22,7 @@ from apps.reviews.models import APV, APVStatus, Patch, PatchState, PatchStrategy
 from apps.reviews.patching.branches import apply_check, commit_on_branch, delete_branch
 from apps.reviews.patching.manifest_edit import ManualPatchRequired, upgrade_pin
 from apps.reviews.patching.upgrade import choose_upgrade
-from apps.reviews.services.apvs import apv_payload
+from apps.reviews.services.apvs import apv_payload, stats_push_on_commit
 
 log = structlog.get_logger(__name__)
 
@@ -174,6 +174,7 @@ def _save(apvs: list[APV], patch: Patch, *, created_branch: bool = False) -> Pat
                 apv.save(update_fields=["status", "current_patch", "pending_review_at",
                                         "updated_at"])
                 send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
+            stats_push_on_commit()
     except Exception:
         if created_branch:
             try:

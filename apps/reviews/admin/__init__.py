@@ -1,0 +1,3 @@
+"""The review console: the APV queue and detail (``apv``), patches (``patch``)."""
+
+from apps.reviews.admin import apv, patch  # noqa: F401 (registers the ModelAdmins)

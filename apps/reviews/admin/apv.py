@@ -1,0 +1,347 @@
+"""The APV queue (changelist) and detail page: the reviewers' workplace.
+
+Decisions are made through confirmation forms that call ``decision_record`` (the same
+service as the API), which re-checks permission and revision on every POST.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import Q
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from apps.core.errors import ApplicationError
+from apps.decisions.events import DecisionContext
+from apps.decisions.models import DecisionType
+from apps.decisions.selectors import decision_list
+from apps.decisions.services import decision_denial, decision_record, decisions_allowed
+from apps.reviews.admin.forms import BulkDecisionForm, DecisionForm
+from apps.reviews.diffs import diff_css, diff_html
+from apps.reviews.models import APV, APVStatus, PatchStrategy
+
+SEVERITY_COLOURS = {"critical": "#7f1d1d", "high": "#b91c1c", "medium": "#b45309",
+                    "low": "#1d4ed8", "none": "#6b7280", "unknown": "#6b7280"}
+QUEUE_STATUSES = [APVStatus.PENDING_REVIEW, APVStatus.ESCALATED]
+DECISION_LABELS = dict(DecisionType.choices)
+
+
+def humanise(delta: timedelta | None) -> str:
+    if delta is None:
+        return "—"
+    seconds = int(delta.total_seconds())
+    if seconds < 3600:
+        return f"{max(seconds // 60, 0)} min"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds // 86400} d"
+
+
+class QueueStatusFilter(admin.SimpleListFilter):
+    """Defaults to the review queue (pending_review + escalated)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("queue", "Review queue (pending + escalated)"), *APVStatus.choices,
+                ("all", "All")]
+
+    def choices(self, changelist):
+        value = self.value() or "queue"
+        for lookup, title in self.lookup_choices:
+            yield {"selected": value == str(lookup),
+                   "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                   "display": title}
+
+    def queryset(self, request, queryset):
+        value = self.value() or "queue"
+        if value == "queue":
+            return queryset.filter(status__in=QUEUE_STATUSES)
+        if value == "all":
+            return queryset
+        return queryset.filter(status=value)
+
+
+class OverdueFilter(admin.SimpleListFilter):
+    title = "SLA"
+    parameter_name = "overdue"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Past SLA"), ("no", "Within SLA")]
+
+    def queryset(self, request, queryset):
+        late = Q(sla_due_at__lt=timezone.now())
+        if self.value() == "yes":
+            return queryset.filter(late).exclude(status=APVStatus.RESOLVED)
+        if self.value() == "no":
+            return queryset.exclude(late)
+        return queryset
+
+
+class StrategyFilter(admin.SimpleListFilter):
+    title = "patch strategy"
+    parameter_name = "strategy"
+
+    def lookups(self, request, model_admin):
+        return PatchStrategy.choices
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(current_patch__strategy=self.value())
+        return queryset
+
+
+class VerdictFilter(admin.SimpleListFilter):
+    """Wargame verdicts arrive with issue 6; until then every APV has none."""
+
+    title = "wargame verdict"
+    parameter_name = "verdict"
+
+    def lookups(self, request, model_admin):
+        return [("none", "Not wargamed yet")]
+
+    def queryset(self, request, queryset):
+        return queryset
+
+
+class AssignedToMeFilter(admin.SimpleListFilter):
+    title = "assignment"
+    parameter_name = "assigned"
+
+    def lookups(self, request, model_admin):
+        return [("me", "Assigned to me or my groups")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "me":
+            return queryset.filter(Q(assignee=request.user)
+                                   | Q(assigned_group__in=request.user.groups.all()))
+        return queryset
+
+
+@admin.register(APV)
+class APVAdmin(admin.ModelAdmin):
+    list_display = ["code_link", "project", "package_change", "advisory_ids", "severity_badge",
+                    "priority", "verdict", "sla_due", "waiting", "assigned"]
+    list_display_links = None
+    list_filter = [QueueStatusFilter, "severity", "project", StrategyFilter, VerdictFilter,
+                   OverdueFilter, AssignedToMeFilter]
+    search_fields = ["code", "=advisory__osv_id", "=advisory__alias_rows__alias",
+                     "=dependency__normalised_name"]
+    list_select_related = ["project", "dependency", "advisory", "current_patch", "assignee",
+                           "assigned_group"]
+    ordering = ["-priority", "sla_due_at"]
+    list_per_page = 100
+    list_max_show_all = 2000
+    show_full_result_count = False
+    actions = ["bulk_reject", "bulk_escalate", "bulk_false_positive"]
+    change_list_template = "admin/reviews/apv/queue.html"
+    change_form_template = "admin/reviews/apv/detail.html"
+
+    # --- columns ----------------------------------------------------------------------------
+    @admin.display(description="APV", ordering="code")
+    def code_link(self, obj):
+        url = reverse("admin:reviews_apv_change", args=[obj.pk])
+        return format_html('<a href="{}" class="apv-code nowrap" data-apv="{}">{}</a>', url,
+                           obj.code, obj.code)
+
+    @admin.display(description="package", ordering="dependency__normalised_name")
+    def package_change(self, obj):
+        target = obj.current_patch.target_version if obj.current_patch else ""
+        if target:
+            return format_html('<span class="nowrap">{} {} → <strong>{}</strong></span>',
+                               obj.dependency.name, obj.dependency.version, target)
+        return f"{obj.dependency.name} {obj.dependency.version}"
+
+    @admin.display(description="advisory", ordering="advisory__osv_id")
+    def advisory_ids(self, obj):
+        aliases = obj.advisory.aliases
+        cve = next((a for a in aliases if a.startswith("CVE-")), aliases[0] if aliases else "")
+        return format_html('<span class="nowrap">{}</span><br><span class="quiet nowrap" '
+                           'title="{}">{}</span>', obj.advisory.osv_id, ", ".join(aliases), cve)
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_badge(self, obj):
+        return format_html('<span class="sev-badge" style="background:{}">{}</span>',
+                           SEVERITY_COLOURS.get(obj.severity, "#6b7280"), obj.severity)
+
+    @admin.display(description="verdict")
+    def verdict(self, obj):
+        return "—"  # wargame verdicts and predictions arrive with issues 6 and 7
+
+    @admin.display(description="SLA due", ordering="sla_due_at")
+    def sla_due(self, obj):
+        overdue = obj.sla_due_at < timezone.now()
+        return format_html('<span class="{}">{}</span>', "overdue" if overdue else "",
+                           obj.sla_due_at.strftime("%Y-%m-%d"))
+
+    @admin.display(description="waiting", ordering="pending_review_at")
+    def waiting(self, obj):
+        if obj.pending_review_at is None:
+            return "—"
+        return humanise(timezone.now() - obj.pending_review_at)
+
+    @admin.display(description="assignee")
+    def assigned(self, obj):
+        if obj.assignee:
+            return obj.assignee.get_username()
+        return obj.assigned_group.name if obj.assigned_group else "—"
+
+    # --- permissions ------------------------------------------------------------------------
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # APVs change through decisions and scans, never by editing fields
+
+    def has_decide_permission(self, request):
+        return request.user.has_perm("decisions.add_decision")
+
+    # --- queue ------------------------------------------------------------------------------
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "queue_statuses": list(QUEUE_STATUSES)}
+        return super().changelist_view(request, extra_context)
+
+    # --- detail -----------------------------------------------------------------------------
+    def get_urls(self):
+        urls = super().get_urls()
+        decide = self.admin_site.admin_view(self.decide_view)
+        return [path("<path:object_id>/decide/<str:decision>/", decide,
+                     name="reviews_apv_decide"), *urls]
+
+    def _apv(self, object_id) -> APV:
+        apv = (APV.objects.select_related("project", "dependency", "advisory", "current_patch",
+                                          "assignee", "assigned_group")
+               .filter(pk=object_id).first())
+        if apv is None:
+            raise Http404
+        return apv
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if not self.has_view_permission(request):
+            return super().change_view(request, object_id, form_url, extra_context)
+        apv = self._apv(object_id)
+        patch = apv.current_patch
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta, "title": f"{apv.code}: {apv.advisory.osv_id}",
+            "apv": apv, "advisory": apv.advisory, "dependency": apv.dependency,
+            "patch": patch, "diff_html": diff_html(patch.diff) if patch and patch.diff else "",
+            "diff_css": diff_css(),
+            "references": [r for r in apv.advisory.references if r.get("url")],
+            "decisions": decision_list(apv_code=apv.code).select_related("audit"),
+            "allowed": [(d, DECISION_LABELS[d]) for d in decisions_allowed(request.user, apv)],
+            "overdue": apv.sla_due_at < timezone.now(),
+            "waiting": humanise(timezone.now() - apv.pending_review_at)
+            if apv.pending_review_at else "—",
+            "severity_colour": SEVERITY_COLOURS.get(apv.severity, "#6b7280"),
+            "has_view_permission": True, "original": apv,
+        }
+        return TemplateResponse(request, self.change_form_template, context)
+
+    def decide_view(self, request, object_id, decision):
+        if decision not in DECISION_LABELS:
+            raise Http404
+        apv = self._apv(object_id)
+        detail_url = reverse("admin:reviews_apv_change", args=[apv.pk])
+        denial = decision_denial(request.user, apv, decision)
+        if denial is not None:
+            self.message_user(request, str(denial), messages.ERROR)
+            return HttpResponseRedirect(detail_url)
+        patch = apv.current_patch
+        if request.method == "POST":
+            form = DecisionForm(request.POST, decision=decision)
+            if form.is_valid():
+                return self._record(request, apv, decision, form.cleaned_data, detail_url)
+        else:
+            form = DecisionForm(decision=decision, initial={
+                "patch_revision": patch.revision if patch else None,
+                "idempotency_key": uuid.uuid4().hex, "confidence": 1.0})
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": f"{DECISION_LABELS[decision]} {apv.code}?", "apv": apv,
+                   "patch": patch, "form": form, "decision": decision,
+                   "decision_label": DECISION_LABELS[decision], "detail_url": detail_url}
+        return TemplateResponse(request, "admin/reviews/apv/decide.html", context)
+
+    def _record(self, request, apv, decision, data, detail_url):
+        try:
+            result = decision_record(
+                apv_code=apv.code, reviewer=request.user, decision=decision,
+                justification=data["justification"], confidence=data["confidence"],
+                modifications=data.get("modifications") or "",
+                patch_revision=data.get("patch_revision"), expires_at=data.get("expires_at"),
+                idempotency_key=f"admin-{data['idempotency_key']}",
+                context=_context(request))
+        except ApplicationError as exc:
+            level = messages.WARNING if exc.status_code == 409 else messages.ERROR
+            self.message_user(request, f"Nothing was changed: {exc.message}", level)
+            return HttpResponseRedirect(detail_url)
+        recorded = result.decision
+        if recorded.succeeded:
+            self.message_user(request, f"{apv.code}: {recorded.get_decision_display()} "
+                              f"recorded ({recorded.action_taken.replace('_', ' ')}); now "
+                              f"{recorded.status_after.replace('_', ' ')}.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:reviews_apv_changelist"))
+        self.message_user(request, f"{apv.code}: the decision was recorded but its action "
+                          f"failed ({recorded.action_taken}): {recorded.action_error}",
+                          messages.ERROR)
+        return HttpResponseRedirect(detail_url)
+
+    # --- bulk actions -----------------------------------------------------------------------
+    def _bulk(self, request, queryset, decision):
+        """One decision per APV, each with its own audit record, after a confirmation."""
+        if "confirm" in request.POST:
+            form = BulkDecisionForm(request.POST)
+            if form.is_valid():
+                done, refused = 0, []
+                for apv in queryset.select_related("current_patch"):
+                    try:
+                        decision_record(
+                            apv_code=apv.code, reviewer=request.user, decision=decision,
+                            justification=form.cleaned_data["justification"],
+                            patch_revision=apv.current_patch.revision
+                            if apv.current_patch else None,
+                            context=_context(request))
+                        done += 1
+                    except ApplicationError as exc:
+                        refused.append(f"{apv.code}: {exc.message}")
+                if done:
+                    self.message_user(request, f"{DECISION_LABELS[decision]}: {done} APV(s) "
+                                      "decided, one audited decision each.", messages.SUCCESS)
+                for line in refused:
+                    self.message_user(request, f"Not changed — {line}", messages.WARNING)
+                return None
+        else:
+            form = BulkDecisionForm()
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta,
+                   "title": f"{DECISION_LABELS[decision]} {queryset.count()} APV(s)?",
+                   "apvs": queryset, "form": form, "action": request.POST.get("action"),
+                   "decision_label": DECISION_LABELS[decision],
+                   "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)}
+        return TemplateResponse(request, "admin/reviews/apv/bulk_decide.html", context)
+
+    @admin.action(description="Reject selected APVs' patches", permissions=["decide"])
+    def bulk_reject(self, request, queryset):
+        return self._bulk(request, queryset, DecisionType.REJECT)
+
+    @admin.action(description="Escalate selected APVs to the leads", permissions=["decide"])
+    def bulk_escalate(self, request, queryset):
+        return self._bulk(request, queryset, DecisionType.ESCALATE)
+
+    @admin.action(description="Mark selected APVs as false positives", permissions=["decide"])
+    def bulk_false_positive(self, request, queryset):
+        return self._bulk(request, queryset, DecisionType.FALSE_POSITIVE)
+
+
+def _context(request) -> DecisionContext:
+    return DecisionContext(client_ip=request.META.get("REMOTE_ADDR") or None,
+                           user_agent=request.headers.get("User-Agent", ""), via="admin")

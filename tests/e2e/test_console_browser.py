@@ -1,0 +1,184 @@
+"""The review console in a real browser (Debian's Chromium driven by Playwright).
+
+A live ASGI server (runserver from daphne: HTTP, static files and WebSockets) runs in its
+own process on its own database and data folder, loaded with the demo. Two reviewers work
+in two browser contexts: one approves an APV through the detail page, the other watches it
+leave their queue without reloading, and the demo repository's default branch gets the merge.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+PASSWORD = "e2e-Reviewer-Passw0rd!"
+
+pytestmark = pytest.mark.slow
+
+
+def _need_browser():
+    missing = []
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package")
+    if not Path(CHROMIUM).exists():
+        missing.append(CHROMIUM)
+    if missing:
+        message = "browser tests need " + " and ".join(missing)
+        if os.environ.get("IMMUNE_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _database_url(tmp_path: Path) -> str:
+    """A fresh database for the server: PostgreSQL when the suite runs on it, else SQLite."""
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        base, _, _name = url.rpartition("/")
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS immune_e2e WITH (FORCE)")
+            conn.execute("CREATE DATABASE immune_e2e")
+        return f"{base}/immune_e2e"
+    return f"sqlite:///{tmp_path / 'e2e.sqlite3'}"
+
+
+def _manage(env, *args, stdin: str | None = None):
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, input=stdin,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    _need_browser()
+    tmp = tmp_path_factory.mktemp("e2e")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update({"IMMUNE_DATA_DIR": str(tmp), "DATABASE_URL": _database_url(tmp),
+                "DJANGO_ENV": "development", "DEBUG": "true", "LOG_LEVEL": "WARNING"})
+    _manage(env, "migrate", "--noinput")
+    _manage(env, "demo")
+    _manage(env, "create_reviewer", "rita", "--password-stdin", stdin=PASSWORD + "\n")
+    _manage(env, "create_reviewer", "leo", "--lead", "--password-stdin", stdin=PASSWORD + "\n")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health/live", timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("server did not start:\n" + (process.stdout.read() or "")[-3000:])
+            time.sleep(0.3)
+    yield {"url": url, "repo": tmp / "repos" / "demo", "env": env}
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def login(browser, server, username):
+    context = browser.new_context(viewport={"width": 1680, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{server['url']}/admin/login/?next=/admin/reviews/apv/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#result_list")
+    page.wait_for_selector("#live-state.is-live")
+    return context, page
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_approve_in_the_browser_merges_and_the_other_queue_updates_live(browser, server):
+    rita_context, rita = login(browser, server, "rita")
+    leo_context, leo = login(browser, server, "leo")
+    screenshots = os.environ.get("IMMUNE_SCREENSHOTS")
+    if screenshots:
+        rita.screenshot(path=str(Path(screenshots) / "queue.png"))
+
+    row = rita.locator("#result_list tr", has_text="PyYAML")
+    code = row.locator("a.apv-code").inner_text()
+    assert leo.locator(f'a.apv-code[data-apv="{code}"]').count() == 1
+    row.locator("a.apv-code").click()
+    rita.wait_for_selector("text=PYSEC-2021-142")
+    assert rita.locator(".immune-diff").inner_text().count("PyYAML==5.4") == 1
+    if screenshots:
+        rita.screenshot(path=str(Path(screenshots) / "detail.png"), full_page=True)
+
+    # leo opens the same APV: rita's page shows who else has it open
+    leo_detail = leo_context.new_page()
+    leo_detail.goto(rita.url)
+    rita.wait_for_function(
+        "document.getElementById('presence').textContent.includes('leo')", timeout=10_000)
+    leo_detail.close()
+
+    rita.click("a.decide-approve")
+    rita.fill("#id_justification", "Changelog read; the full_load fix is what we need.")
+    rita.click("input[name=confirm]")
+    message = rita.wait_for_selector("ul.messagelist li.success")
+    assert f"{code}: Approve recorded (merged); now applied." in message.inner_text()
+
+    # leo's queue drops the APV without a reload
+    leo.wait_for_selector(f'a.apv-code[data-apv="{code}"]', state="detached", timeout=15_000)
+    assert leo.evaluate("performance.getEntriesByType('navigation').length") == 1
+
+    merge = git(server["repo"], "log", "-1", "--merges", "--format=%s", "main").strip()
+    assert merge.startswith(f"Merge immune/{code}-r1")
+    assert "PyYAML==5.4" in git(server["repo"], "show", "main:requirements.txt")
+    rita_context.close()
+    leo_context.close()
+
+
+def test_reviewer_without_the_lead_role_cannot_accept_risk(browser, server):
+    context, page = login(browser, server, "rita")
+    page.locator("a.apv-code").first.click()
+    page.wait_for_selector(".decision-buttons")
+    assert page.locator("a.decide-accept_risk").count() == 0
+    assert page.locator("a.decide-approve").count() == 1
+    href = page.locator("a.decide-approve").get_attribute("href")
+    page.goto(server["url"] + href.replace("/approve/", "/accept_risk/"))
+    assert "Only leads may accept a risk." in page.locator("ul.messagelist").inner_text()
+    context.close()
+
+
+def test_chromium_is_the_system_browser():
+    """Never a downloaded browser: the tests drive Debian's package."""
+    _need_browser()
+    assert shutil.which("chromium") == CHROMIUM
