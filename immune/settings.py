@@ -145,14 +145,16 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "immune-cache",
+            # Separate prefixes let several deployments (or a test run) share one Redis.
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="") or "immune-cache",
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 3, "SOCKET_TIMEOUT": 3},
         }
     }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "immune"},
+            "CONFIG": {"hosts": [REDIS_URL],
+                       "prefix": env.str("CHANNEL_LAYER_PREFIX", default="") or "immune"},
         }
     }
 else:

@@ -15,6 +15,13 @@ import pytest
 
 REQUIRE_SERVICES = os.environ.get("IMMUNE_REQUIRE_SERVICES") == "1"
 
+# This run's own cache and channel-layer namespaces on a shared Redis, so events and keys of
+# other processes (a dev server, a benchmark, another run) never reach these tests. Set in
+# the environment, so the servers and workers the tests start share them.
+_RUN = f"test{os.getpid()}"
+os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"immune-{_RUN}")
+os.environ.setdefault("CACHE_KEY_PREFIX", f"immune-cache-{_RUN}")
+
 
 def _database_vendor() -> str:
     url = os.environ.get("DATABASE_URL", "")
@@ -83,6 +90,19 @@ def _celery_in_process():
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = previous
+
+
+def pytest_configure(config):
+    """Settings may have been read before this module: apply the run's prefixes to them."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return
+    layer = settings.CHANNEL_LAYERS["default"]
+    if "CONFIG" in layer:
+        layer["CONFIG"]["prefix"] = os.environ["CHANNEL_LAYER_PREFIX"]
+    if "redis" in settings.CACHES["default"]["BACKEND"].lower():
+        settings.CACHES["default"]["KEY_PREFIX"] = os.environ["CACHE_KEY_PREFIX"]
 
 
 @pytest.fixture(autouse=True)

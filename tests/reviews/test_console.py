@@ -34,7 +34,8 @@ def test_queue_defaults_to_pending_and_escalated_by_priority(client, reviewer, d
     page = client.get("/admin/reviews/apv/").content.decode()
     shown = codes_on(page)
     assert len(shown) == APV.objects.filter(status="pending_review").count() == 55
-    ordered = list(APV.objects.order_by("-priority", "sla_due_at").values_list("code", flat=True))
+    ordered = list(APV.objects.order_by("-priority", "sla_due_at", "code")
+                   .values_list("code", flat=True))
     assert shown == ordered
     apv = APV.objects.select_related("current_patch").get(code=shown[0])
     assert f"→ <strong>{apv.current_patch.target_version}</strong>" in page

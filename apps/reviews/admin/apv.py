@@ -124,7 +124,8 @@ class APVAdmin(admin.ModelAdmin):
                      "=dependency__normalised_name"]
     list_select_related = ["project", "dependency", "advisory", "current_patch", "assignee",
                            "assigned_group"]
-    ordering = ["-priority", "sla_due_at"]
+    # code last: APVs raised by one scan tie on priority and SLA; the order must not wobble.
+    ordering = ["-priority", "sla_due_at", "code"]
     list_per_page = 100
     list_max_show_all = 2000
     show_full_result_count = False
