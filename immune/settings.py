@@ -10,7 +10,9 @@ cache, the channel layer and the Celery broker/result backend to Redis.
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -75,6 +77,7 @@ INSTALLED_APPS = [
     "apps.inventory",
     "apps.reviews",
     "apps.decisions",
+    "apps.wargaming",
 ]
 
 MIDDLEWARE = [
@@ -330,3 +333,22 @@ RISK_EXPIRY_CHECK = timedelta(minutes=env.int("RISK_EXPIRY_CHECK_MINUTES", defau
 CELERY_BEAT_SCHEDULE["decisions-expire-risk-acceptances"] = {
     "task": "decisions.expire_risk_acceptances", "schedule": RISK_EXPIRY_CHECK,
 }
+#: Wargame every proposed patch automatically (a Celery job per patch). Off by default
+#: outside production, where tasks run in-process and a wargame installs packages.
+WARGAME_AUTO = env.bool("WARGAME_AUTO", default=IS_PRODUCTION)
+
+# --- Wargaming -----------------------------------------------------------------------------
+#: Folders (":"-separated) of the operator's own PoCs, indexed beside the built-in library.
+WARGAME_EXPLOIT_DIRS = [p for p in env.str("WARGAME_EXPLOIT_DIRS", default="").split(":") if p]
+#: A pip-style constraints file applied when building sdists (e.g. "Cython<3" for PyYAML 5.3.1).
+WARGAME_PIP_CONSTRAINTS = env.str(
+    "WARGAME_PIP_CONSTRAINTS", default=str(BASE_DIR / "apps" / "wargaming" / "constraints.txt"))
+WARGAME_ENV_DIR = env.str("WARGAME_ENV_DIR", default=str(DATA_DIR / "wargame" / "envs"))
+WARGAME_PHASE_TIMEOUT_S = env.float("WARGAME_PHASE_TIMEOUT_S", default=30.0)
+WARGAME_RUN_TIMEOUT_S = env.float("WARGAME_RUN_TIMEOUT_S", default=300.0)
+WARGAME_MEMORY_MB = env.int("WARGAME_MEMORY_MB", default=1536)
+WARGAME_MAX_PROCESSES = env.int("WARGAME_MAX_PROCESSES", default=128)
+#: Interpreter of the wargame environments. It must be readable by the sandbox user
+#: (``nobody`` when immune runs as root), so the system Python is preferred.
+WARGAME_PYTHON = env.str("WARGAME_PYTHON", default="") or (
+    "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable)

@@ -17,6 +17,7 @@ api_v1 = [
     path("", include("apps.inventory.urls")),
     path("", include("apps.reviews.urls")),
     path("", include("apps.decisions.urls")),
+    path("", include("apps.wargaming.urls")),
 ]
 
 urlpatterns = [

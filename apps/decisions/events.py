@@ -41,8 +41,8 @@ def apv_snapshot(apv: APV) -> dict:
             "diff": patch.diff[:SNAPSHOT_DIFF_LIMIT],
             "diff_truncated": len(patch.diff) > SNAPSHOT_DIFF_LIMIT,
         },
-        # Filled once wargaming (issue 6) and ML-first (issue 7) exist.
-        "wargame_verdict": None,
+        "wargame_verdict": _wargame(patch),
+        # Filled once ML-first (issue 7) exists.
         "prediction": None,
     }
 
@@ -54,3 +54,15 @@ def decision_audit_record(*, decision: Decision, snapshot: dict,
         recorded_at=decision.decided_at, client_ip=context.client_ip,
         user_agent=context.user_agent[:1000], via=context.via, snapshot=snapshot,
     )
+
+
+def _wargame(patch) -> dict | None:
+    if patch is None:
+        return None
+    from apps.wargaming.models import WargameRun
+
+    run = WargameRun.objects.filter(patch=patch).order_by("-id").first()
+    if run is None:
+        return None
+    return {"run": run.pk, "verdict": run.verdict, "confidence": run.confidence,
+            "reason": run.reason, "exploit": run.exploit}

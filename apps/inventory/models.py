@@ -19,6 +19,12 @@ class Project(TimeStampedModel):
     forge_repository = models.CharField(max_length=200, blank=True)
     #: Where branches are pushed (default https://github.com/<forge_repository>.git).
     forge_push_url = models.CharField(max_length=1000, blank=True)
+    #: How to start the project's own service for HTTP wargames, e.g.
+    #: "python service/app.py --port {port}", and the path that answers 200 when ready.
+    service_command = models.CharField(max_length=1000, blank=True)
+    service_ready_path = models.CharField(max_length=300, blank=True, default="/health")
+    #: The project's test command, run on the patched code as the regression phase.
+    test_command = models.CharField(max_length=1000, blank=True)
     #: Lines that could not be parsed in the last scan: [{manifest, line, reason}]
     last_scan_errors = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(

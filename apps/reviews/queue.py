@@ -58,6 +58,21 @@ def cell_severity(apv: APV) -> str:
     return f'<span class="sev-badge" style="background:{colour}">{escape(apv.severity)}</span>'
 
 
+VERDICT_CLASSES = {"patch_effective": "verdict-good", "patch_ineffective": "verdict-bad",
+                   "regression": "verdict-bad"}
+
+
+def cell_verdict(apv: APV) -> str:
+    """The latest wargame's verdict and confidence (annotated on the queue's queryset)."""
+    verdict = getattr(apv, "wargame_verdict", None)
+    if not verdict:
+        return "—"
+    confidence = getattr(apv, "wargame_confidence", None)
+    shown = f" {confidence:.0%}" if confidence is not None else ""
+    css = VERDICT_CLASSES.get(verdict, "verdict-other")
+    return f'<span class="{css} nowrap">{escape(verdict.replace("_", " "))}{shown}</span>'
+
+
 def cell_sla(apv: APV, now: datetime) -> str:
     css = "overdue" if apv.sla_due_at < now else ""
     return f'<span class="{css}">{apv.sla_due_at:%Y-%m-%d}</span>'
@@ -94,7 +109,7 @@ def rows_html(apvs, *, now: datetime, with_checkbox: bool) -> str:
             f'<td class="field-advisory_ids">{cell_advisory(apv)}</td>',
             f'<td class="field-severity_badge">{cell_severity(apv)}</td>',
             f'<td class="field-priority">{apv.priority}</td>',
-            '<td class="field-verdict">—</td>',
+            f'<td class="field-verdict">{cell_verdict(apv)}</td>',
             f'<td class="field-sla_due">{cell_sla(apv, now)}</td>',
             f'<td class="field-waiting nowrap">{cell_waiting(apv, now)}</td>',
             f'<td class="field-assigned">{cell_assigned(apv)}</td>',

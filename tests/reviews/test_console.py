@@ -88,7 +88,7 @@ def test_detail_shows_what_a_reviewer_needs(client, reviewer, demo):
     assert "PyYAML==5.4" in page and apv.current_patch.branch in page
     assert 'href="https://' in page  # references are links
     assert "decide-approve" in page and "decide-accept_risk" not in page  # leads only
-    assert "Not wargamed yet" in page and "No decisions yet" in page
+    assert "Not wargamed yet." in page and "No decisions yet" in page
 
 
 def test_lead_sees_accept_risk(client, lead, demo):

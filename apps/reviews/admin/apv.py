@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import admin, messages
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -26,6 +26,7 @@ from apps.reviews.admin.forms import BulkDecisionForm, DecisionForm
 from apps.reviews.diffs import diff_css, diff_html
 from apps.reviews.models import APV, APVStatus, PatchStrategy
 from apps.reviews.queue import SEVERITY_COLOURS, humanise
+from apps.wargaming.models import Verdict, WargameRun
 
 QUEUE_STATUSES = [APVStatus.PENDING_REVIEW, APVStatus.ESCALATED]
 DECISION_LABELS = dict(DecisionType.choices)
@@ -87,15 +88,19 @@ class StrategyFilter(admin.SimpleListFilter):
 
 
 class VerdictFilter(admin.SimpleListFilter):
-    """Wargame verdicts arrive with issue 6; until then every APV has none."""
+    """The verdict of the latest wargame of the APV's current patch."""
 
     title = "wargame verdict"
     parameter_name = "verdict"
 
     def lookups(self, request, model_admin):
-        return [("none", "Not wargamed yet")]
+        return [("none", "Not wargamed yet"), *Verdict.choices]
 
     def queryset(self, request, queryset):
+        if self.value() == "none":
+            return queryset.filter(wargame_verdict__isnull=True)
+        if self.value():
+            return queryset.filter(wargame_verdict=self.value())
         return queryset
 
 
@@ -152,9 +157,9 @@ class APVAdmin(admin.ModelAdmin):
     def severity_badge(self, obj):
         return mark_safe(queue.cell_severity(obj))  # noqa: S308
 
-    @admin.display(description="verdict")
+    @admin.display(description="verdict", ordering="wargame_verdict")
     def verdict(self, obj):
-        return "—"  # wargame verdicts and predictions arrive with issues 6 and 7
+        return mark_safe(queue.cell_verdict(obj))  # noqa: S308
 
     @admin.display(description="SLA due", ordering="sla_due_at")
     def sla_due(self, obj):
@@ -186,7 +191,11 @@ class APVAdmin(admin.ModelAdmin):
         # The queue shows a few columns of each joined row: leave the big JSON and text
         # fields (the raw OSV record, the diff) in the database; decoding them dominated the
         # render time of a long queue.
-        return super().get_queryset(request).defer(
+        latest = WargameRun.objects.filter(patch=OuterRef("current_patch")).order_by("-id")
+        return super().get_queryset(request).annotate(
+            wargame_verdict=Subquery(latest.values("verdict")[:1]),
+            wargame_confidence=Subquery(latest.values("confidence")[:1]),
+        ).defer(
             "advisory__raw", "advisory__details", "advisory__references",
             "advisory__severity_vectors", "advisory__cwe_ids", "current_patch__diff",
             "current_patch__notes", "dependency__hashes", "dependency__extras",
@@ -229,6 +238,8 @@ class APVAdmin(admin.ModelAdmin):
             "waiting": humanise(timezone.now() - apv.pending_review_at)
             if apv.pending_review_at else "—",
             "severity_colour": SEVERITY_COLOURS.get(apv.severity, "#6b7280"),
+            "wargame": WargameRun.objects.filter(patch=patch).prefetch_related("phases")
+            .order_by("-id").first() if patch else None,
             "has_view_permission": True, "original": apv,
         }
         return TemplateResponse(request, self.change_form_template, context)

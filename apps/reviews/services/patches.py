@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import structlog
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -165,16 +166,22 @@ def _save(apvs: list[APV], patch: Patch, *, created_branch: bool = False) -> Pat
             Patch.objects.filter(apvs__in=locked, state=PatchState.PROPOSED).exclude(
                 pk=patch.pk).update(state=PatchState.SUPERSEDED, updated_at=timezone.now())
             now = timezone.now()
+            # open → patch_proposed → validating → pending_review when every proposal is
+            # wargamed (WARGAME_AUTO, a Celery job); straight to pending_review otherwise,
+            # and a reviewer or client can still start a wargame on demand.
+            auto = settings.WARGAME_AUTO and patch.strategy != PatchStrategy.MANUAL
             for apv in locked:
-                # open → patch_proposed → pending_review: the validation stage (wargame, ML)
-                # slots in between once it exists.
-                apv.status = APVStatus.PENDING_REVIEW
+                apv.status = APVStatus.PATCH_PROPOSED if auto else APVStatus.PENDING_REVIEW
                 apv.current_patch = patch
-                apv.pending_review_at = now
+                apv.pending_review_at = None if auto else now
                 apv.save(update_fields=["status", "current_patch", "pending_review_at",
                                         "updated_at"])
                 send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
             stats_push_on_commit()
+            if auto:
+                from apps.wargaming.tasks import validate_patch
+
+                transaction.on_commit(lambda: validate_patch.delay(patch.pk))
     except Exception:
         if created_branch:
             try:

@@ -1,0 +1,37 @@
+from django.contrib import admin
+
+from apps.wargaming.models import WargamePhase, WargameRun
+
+
+class PhaseInline(admin.TabularInline):
+    model = WargamePhase
+    extra = 0
+    can_delete = False
+    fields = ["name", "outcome", "exit_code", "exploited", "duration_s", "evidence", "output"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WargameRun)
+class WargameRunAdmin(admin.ModelAdmin):
+    """Runs are evidence: read-only."""
+
+    list_display = ["id", "patch", "package", "baseline_version", "patched_version", "verdict",
+                    "confidence", "network_isolated", "duration_s", "created_at"]
+    list_filter = ["verdict", "kind", "state"]
+    search_fields = ["package", "exploit"]
+    inlines = [PhaseInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

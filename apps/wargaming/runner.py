@@ -1,0 +1,172 @@
+"""Phases and verdicts: an exploit run for real against the unpatched and patched code.
+
+Verdict rules (spec, Pipeline 5; docs/wargaming.md):
+- a phase that crashed (no JSON line last, or a line disagreeing with the exit code, or a
+  traceback) is ``error``; one that ran out of time is ``timeout``; an environment that
+  would not install is ``error`` with the installer's output. None of these is a verdict
+  about the patch.
+- baseline exit 2 → ``inconclusive``; baseline not exploited → ``not_reproducible``.
+- baseline exploited, patched exploited → ``patch_ineffective``.
+- baseline exploited, patched blocked → ``patch_effective`` (or ``regression`` when the
+  project's test command fails on the patched code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+from apps.wargaming.environments import EnvironmentError_, environment_for
+from apps.wargaming.exploits import Exploit
+from apps.wargaming.models import Verdict
+from apps.wargaming.sandbox import Limits, clean_environment, run_sandboxed
+
+EXIT_EXPLOITED, EXIT_BLOCKED, EXIT_INCONCLUSIVE = 1, 0, 2
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    outcome: str  # exploited, blocked, inconclusive, error, timeout, passed, failed, skipped
+    exit_code: int | None = None
+    exploited: bool | None = None
+    duration_s: float = 0.0
+    evidence: dict = field(default_factory=dict)
+    output: str = ""
+    environment: list[str] = field(default_factory=list)
+    network_isolated: bool | None = None
+    reason: str = ""
+
+
+@dataclass
+class RunResult:
+    verdict: str
+    confidence: float
+    reason: str
+    phases: list[PhaseResult]
+    network_isolated: bool | None
+    duration_s: float
+    sandbox: dict
+
+
+def limits() -> Limits:
+    return Limits(timeout_s=settings.WARGAME_PHASE_TIMEOUT_S,
+                  memory_bytes=settings.WARGAME_MEMORY_MB * 1024 * 1024,
+                  max_processes=settings.WARGAME_MAX_PROCESSES)
+
+
+def interpret(stdout: str, exit_code: int | None, timed_out: bool) -> tuple[str, dict, str]:
+    """(outcome, evidence, reason) of one exploit process, by the exploit format's rules."""
+    if timed_out:
+        return "timeout", {}, "the exploit ran out of time"
+    lines = [line for line in stdout.strip().splitlines() if line.strip()]
+    try:
+        evidence = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        evidence = None
+    if not isinstance(evidence, dict) or not isinstance(evidence.get("exploited"), bool):
+        return "error", {}, f"no JSON evidence line last on stdout (exit code {exit_code})"
+    if exit_code == EXIT_INCONCLUSIVE:
+        return "inconclusive", evidence, "the exploit reported it could not decide"
+    expected = EXIT_EXPLOITED if evidence["exploited"] else EXIT_BLOCKED
+    if exit_code != expected:
+        return "error", evidence, (f"exit code {exit_code} disagrees with exploited="
+                                   f"{evidence['exploited']}")
+    return ("exploited" if evidence["exploited"] else "blocked"), evidence, ""
+
+
+def run_exploit(exploit: Exploit, python: Path, *, extra_env: dict | None = None,
+                name: str, environment: list[str] | None = None,
+                http: bool = False) -> PhaseResult:
+    with tempfile.TemporaryDirectory(prefix="immune-wargame-") as tmp:
+        workdir = Path(tmp) / "work"
+        workdir.mkdir()
+        script = workdir / exploit.path.name
+        shutil.copyfile(exploit.path, script)
+        phase_limits = limits()
+        if http:  # the target listens on the host's loopback: no namespace of its own
+            phase_limits = dataclasses.replace(phase_limits, network=True)
+        result = run_sandboxed([str(python), script.name], workdir=workdir,
+                               limits=phase_limits, env=clean_environment(workdir, extra_env))
+    outcome, evidence, reason = interpret(result.stdout, result.exit_code, result.timed_out)
+    output = result.stdout[-8000:] + ("\n--- stderr ---\n" + result.stderr[-8000:]
+                                      if result.stderr.strip() else "")
+    return PhaseResult(name=name, outcome=outcome, exit_code=result.exit_code,
+                       exploited=evidence.get("exploited") if evidence else None,
+                       duration_s=round(result.duration_s, 3), evidence=evidence,
+                       output=output, environment=environment or [],
+                       network_isolated=result.network_isolated, reason=reason)
+
+
+def package_phase(exploit: Exploit, name: str, requirements: list[str]) -> PhaseResult:
+    started = time.monotonic()
+    try:
+        env = environment_for(requirements)
+    except EnvironmentError_ as exc:
+        return PhaseResult(name=name, outcome="error", output=exc.output[-8000:],
+                           environment=requirements, duration_s=time.monotonic() - started,
+                           reason=f"{exc} (an install failure is no verdict about the patch)")
+    phase = run_exploit(exploit, env.python, name=name, environment=list(env.requirements))
+    phase.evidence.setdefault("environment_reused", env.reused)
+    return phase
+
+
+def verdict_of(baseline: PhaseResult, patched: PhaseResult | None,
+               regression: PhaseResult | None = None) -> tuple[str, float, str]:
+    """The run's verdict and confidence from its phases (documented in docs/wargaming.md)."""
+    for phase in (baseline, patched):
+        if phase is None:
+            continue
+        if phase.outcome == "timeout":
+            return Verdict.TIMEOUT, 0.0, f"{phase.name}: {phase.reason}"
+        if phase.outcome == "error":
+            return Verdict.ERROR, 0.0, f"{phase.name}: {phase.reason}"
+        if phase.outcome == "inconclusive":
+            return Verdict.INCONCLUSIVE, 0.2, f"{phase.name}: {phase.reason}"
+        if phase is baseline and phase.outcome == "blocked":
+            return (Verdict.NOT_REPRODUCIBLE, 0.6,
+                    "the exploit did not succeed against the unpatched code")
+    assert patched is not None
+    isolated = bool(baseline.network_isolated and patched.network_isolated)
+    # Clean evidence on both sides is strong; a run without network isolation could have
+    # been influenced from outside, so it counts for a little less.
+    confidence = 0.95 if isolated else 0.85
+    if patched.outcome == "exploited":
+        return (Verdict.PATCH_INEFFECTIVE, confidence,
+                "the exploit still succeeds against the patched code")
+    if regression is not None and regression.outcome == "failed":
+        return Verdict.REGRESSION, 0.9, "the project's tests fail on the patched code"
+    return (Verdict.PATCH_EFFECTIVE, confidence,
+            "exploited before the patch, blocked after it")
+
+
+def run_package_pair(exploit: Exploit, *, baseline: list[str], patched: list[str]) -> RunResult:
+    """Both phases for a package exploit; ``baseline``/``patched`` are requirement lists."""
+    started = time.monotonic()
+    deadline = started + settings.WARGAME_RUN_TIMEOUT_S
+    first = package_phase(exploit, "baseline", baseline)
+    second = None
+    if first.outcome == "exploited":
+        if time.monotonic() > deadline:
+            second = PhaseResult(name="patched", outcome="timeout",
+                                 reason="the run's time budget was spent before this phase")
+        else:
+            second = package_phase(exploit, "patched", patched)
+    verdict, confidence, reason = verdict_of(first, second)
+    phases = [first, second or PhaseResult(name="patched", outcome="skipped",
+                                           reason="not run: baseline not exploited")]
+    isolated = [p.network_isolated for p in phases if p.network_isolated is not None]
+    return RunResult(verdict, confidence, reason, phases,
+                     network_isolated=all(isolated) if isolated else None,
+                     duration_s=round(time.monotonic() - started, 3),
+                     sandbox={"phase_timeout_s": settings.WARGAME_PHASE_TIMEOUT_S,
+                              "run_timeout_s": settings.WARGAME_RUN_TIMEOUT_S,
+                              "memory_mb": settings.WARGAME_MEMORY_MB,
+                              "max_processes": settings.WARGAME_MAX_PROCESSES})
