@@ -266,4 +266,4 @@ def test_admin_code_patch_form_reports_gits_message(proposed, admin_client):
         "apv": apv.pk, "title": "x", "diff": "--- a/nope.py\n+++ b/nope.py\n@@ -1 +1 @@\n-a\n+b\n"})
     assert page.status_code == 200
     assert "nope.py" in page.content.decode()
-    assert Patch.objects.filter(strategy="code_patch").count() == 0
+    assert not Patch.objects.filter(strategy="code_patch", title="x").exists()

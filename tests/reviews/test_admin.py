@@ -40,4 +40,4 @@ def test_project_scan_action_reports_the_outcome(admin_client, demo):
         "/admin/inventory/project/",
         {"action": "scan", "index": 0, "_selected_action": [project.pk]}, follow=True,
     )
-    assert "demo: 10 dependencies, 0 new apvs, 0 resolved" in response.content.decode().lower()
+    assert "demo: 11 dependencies, 0 new apvs, 0 resolved" in response.content.decode().lower()
