@@ -46,8 +46,8 @@ def _gitpython(evidence):
 
 
 def _jinja2(evidence):
-    assert evidence["slowdown_vs_control"] >= 20
-    assert evidence["growth_when_doubled"] >= 2.5
+    assert evidence["slowdown_vs_control"] >= 50
+    assert evidence["growth_when_doubled"] > 1.5  # evidence only; noisy under load
 
 
 # PoC file -> what its evidence must show when it reports exploited.
