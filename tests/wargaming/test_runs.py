@@ -123,3 +123,50 @@ def test_patch_without_an_exploit_is_inconclusive(demo):
     assert run.verdict in ("inconclusive", "patch_effective")
     if run.verdict == "inconclusive":
         assert "no exploit" in run.reason
+
+
+def test_auto_wargame_on_proposal_moves_through_validating(db, settings, tmp_path,
+                                                           django_capture_on_commit_callbacks):
+    """WARGAME_AUTO: a proposal is wargamed by the Celery task (in-process here); its APVs
+    go patch_proposed → validating → pending_review, with progress events."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from apps.advisories.services import advisories_import
+    from apps.core.realtime import group_name
+    from apps.inventory.services import project_add, project_scan
+    from apps.reviews.services.patches import patches_propose
+    from apps.wargaming.tasks import validate_patch
+    from tests.factories import DEMO_ADVISORIES, make_repo
+
+    settings.WARGAME_AUTO = True
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_name("wargames"), channel)
+    advisories_import(sources=[str(DEMO_ADVISORIES / "pyyaml")])
+    repo = make_repo(tmp_path / "svc", {"requirements.txt": "PyYAML==5.3.1\n"})
+    project = project_scan(project=project_add(name="svc", path=str(repo))).project
+    with django_capture_on_commit_callbacks(execute=True):
+        report = patches_propose(project=project)  # on commit: validate_patch → run_wargame
+    patch = report.proposed[0]
+    run = WargameRun.objects.get(patch=patch)
+    assert run.verdict == "patch_effective" and run.trigger == "proposal"
+    apv = APV.objects.get()
+    assert apv.status == "pending_review" and apv.pending_review_at is not None
+    assert validate_patch.delay(patch.pk).get() == run.pk  # a redelivery starts nothing
+    assert WargameRun.objects.filter(patch=patch).count() == 1
+    events = async_to_sync(_drain)(layer, channel)
+    assert {e["phase"] for e in events} >= {"baseline", "run"}
+    assert events[-1]["state"] == "patch_effective"
+
+
+async def _drain(layer, channel) -> list[dict]:
+    """Every queued message's data, on one event loop (channels-redis binds to a loop)."""
+    import asyncio
+
+    events = []
+    while True:
+        try:
+            events.append((await asyncio.wait_for(layer.receive(channel), timeout=0.5))["data"])
+        except TimeoutError:
+            return events
