@@ -11,12 +11,17 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 from django.conf import settings
+
+log = structlog.get_logger(__name__)
 
 INSTALL_TIMEOUT_S = 600
 
@@ -47,13 +52,33 @@ def _constraints() -> str:
     return Path(path).read_text() if path and Path(path).is_file() else ""
 
 
+def _reachable_by_others(path: Path) -> bool:
+    """Whether every existing folder on the way to ``path`` lets other users through."""
+    for folder in [path, *path.parents]:
+        if folder.exists() and not folder.stat().st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def env_root() -> Path:
+    """Where environments live. The sandbox user (``nobody`` when immune runs as root) must
+    reach them; a configured folder behind a private one (e.g. under /root) is replaced by
+    a folder in the system's temp directory, and the log says so."""
+    root = Path(settings.WARGAME_ENV_DIR).resolve()
+    if os.geteuid() == 0 and not _reachable_by_others(root):
+        fallback = Path(tempfile.gettempdir()) / "immune-wargame-envs"
+        log.warning("wargame.env_dir_unreachable", configured=str(root), using=str(fallback))
+        root = fallback
+    return root
+
+
 def environment_for(requirements: list[str]) -> Environment:
     requirements = sorted(dict.fromkeys(r.strip() for r in requirements if r.strip()))
     constraints = _constraints()
     interpreter = settings.WARGAME_PYTHON
     key = hashlib.sha256("\n".join([interpreter, *requirements, "--", constraints])
                          .encode()).hexdigest()[:20]
-    root = Path(settings.WARGAME_ENV_DIR)
+    root = env_root()
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # noqa: S103 (the sandbox user reads environments)
     path = root / key

@@ -122,3 +122,22 @@ def test_misbehaving_output_is_an_error_not_a_verdict(tmp_path, body, reason):
     assert phase.outcome == "error"
     assert reason in phase.reason
     json.dumps(phase.evidence)
+
+
+@pytest.mark.django_db
+def test_environments_behind_a_private_folder_move_where_the_sandbox_user_reaches(
+        tmp_path, settings):
+    """A configured environment folder the sandbox user cannot reach (e.g. under a 0700
+    folder) is replaced, so a wargame does not fail with 'permission denied'."""
+    from apps.wargaming.environments import env_root
+    from apps.wargaming.services import wargame_run_package
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    settings.WARGAME_ENV_DIR = str(private / "envs")
+    if os.geteuid() != 0:
+        assert env_root() == (private / "envs").resolve()
+        return
+    assert env_root() != (private / "envs").resolve()
+    run = wargame_run_package(package="pyyaml", vulnerable="5.3.1", fixed="5.4")
+    assert run.verdict == "patch_effective", [p.output for p in run.phases.all()]
