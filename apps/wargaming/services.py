@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import structlog
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.realtime import send_event
+from apps.core.realtime import send_event, send_event_on_commit
 from apps.inventory.git import GitError, exported_tree
 from apps.inventory.manifests import parse_project
 from apps.reviews.models import APV, APVStatus, Patch, PatchStrategy
@@ -50,7 +53,7 @@ def wargame_run_package(*, package: str, vulnerable: str, fixed: str,
 
     name = canonicalize_name(package)
     if exploit_path:
-        exploit = parse_exploit(__import__("pathlib").Path(exploit_path))
+        exploit = parse_exploit(Path(exploit_path))
         if exploit is None:
             raise WargameInvalid(f"{exploit_path} is not an immune exploit (no "
                                  "'# immune-exploit: 1' header)")
@@ -120,8 +123,6 @@ def _set_status(patch: Patch, status: str, *, before: tuple[str, ...]) -> None:
             if status == APVStatus.PENDING_REVIEW:
                 apv.pending_review_at = now
             apv.save(update_fields=["status", "pending_review_at", "updated_at"])
-            from apps.core.realtime import send_event_on_commit
-
             send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
         if apvs:
             stats_push_on_commit()
@@ -165,7 +166,6 @@ def wargame_execute(*, run: WargameRun) -> WargameRun:
 
 
 def _execute(run: WargameRun, patch: Patch, started) -> runner.RunResult:
-    project = patch.project
     if patch.strategy == PatchStrategy.CODE_PATCH:
         return _execute_http(run, patch, started)
     if patch.strategy != PatchStrategy.DEPENDENCY_UPGRADE or not patch.branch:
@@ -186,7 +186,6 @@ def _execute(run: WargameRun, patch: Patch, started) -> runner.RunResult:
         exploit,
         baseline=_requirements(exploit, patch, patch.base_commit, patch.from_version),
         patched=_requirements(exploit, patch, patch.commit_sha, patch.target_version))
-    del project
     return result
 
 
@@ -229,7 +228,5 @@ def _execute_http(run: WargameRun, patch: Patch, started) -> runner.RunResult:
 
 def _patch_cwes(patch: Patch) -> list[str]:
     """A code patch may name its CWE in its title or notes, e.g. "CWE-89"."""
-    import re
-
     text = " ".join([patch.title, *patch.notes])
     return [m.upper() for m in re.findall(r"CWE-\d+", text, flags=re.IGNORECASE)]
