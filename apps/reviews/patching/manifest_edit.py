@@ -24,8 +24,6 @@ reasons) are 1-based and refer to the ``text`` passed in. Newline style (``\\n``
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import copy
 import re
 import tomllib
@@ -35,6 +33,9 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
+
+from apps.reviews.patching.pip_lines import LogicalLine, logical_lines, split_lines
+from apps.reviews.patching.toml_locator import TomlLocator, TomlScanError, TomlString
 
 
 @dataclass(frozen=True)
@@ -247,93 +248,6 @@ def _pins_as_intended(text: str, old: Requirement, op: str, new_version: str) ->
 # --- pip requirements files -------------------------------------------------------
 
 # pip: a comment starts at "#" at the beginning of a line or after whitespace.
-_COMMENT = re.compile(r"(^|\s+)#.*$")
-
-
-def _split_lines(text: str) -> list[tuple[str, str]]:
-    """``(content, line ending)`` pairs; the ending is "\\n", "\\r\\n" or "" (last line)."""
-    lines = []
-    pos = 0
-    while pos < len(text):
-        nl = text.find("\n", pos)
-        if nl == -1:
-            lines.append((text[pos:], ""))
-            break
-        if nl > pos and text[nl - 1] == "\r":
-            lines.append((text[pos:nl - 1], "\r\n"))
-        else:
-            lines.append((text[pos:nl], "\n"))
-        pos = nl + 1
-    return lines
-
-
-@dataclass
-class _Logical:
-    """One logical line of a requirements file, with a map back to physical columns."""
-
-    indexes: list[int]  # physical line indexes (0-based)
-    joined: str
-    where: list[tuple[int, int] | None]  # physical (index, column) of each joined char
-    req_start: int = 0  # where the requirement text starts in ``joined``
-    req_text: str = ""
-    req: Requirement | None = None
-    options: list[tuple[int, int, str]] | None = None  # option tokens: start, end, text
-
-
-def _logical_lines(lines: list[tuple[str, str]]) -> list[_Logical]:
-    """pip's ``join_lines``/``ignore_comments``/``break_args_options``, keeping positions."""
-    groups: list[list[int]] = []
-    current: list[int] = []
-    for index, (content, _) in enumerate(lines):
-        current.append(index)
-        if not content.endswith("\\") or _COMMENT.match(content):
-            groups.append(current)
-            current = []
-    if current:
-        groups.append(current)
-    return [_parse_logical(lines, group) for group in groups]
-
-
-def _parse_logical(lines: list[tuple[str, str]], group: list[int]) -> _Logical:
-    parts: list[str] = []
-    where: list[tuple[int, int] | None] = []
-    for index in group:
-        content = lines[index][0]
-        if content.endswith("\\") and not _COMMENT.match(content):
-            start = len(content) - len(content.lstrip("\\"))
-            end = max(start, len(content.rstrip("\\")))  # pip: line.strip("\\")
-        else:
-            start, end = 0, len(content)
-            if _COMMENT.match(content):
-                parts.append(" ")
-                where.append(None)
-        parts.append(content[start:end])
-        where.extend((index, column) for column in range(start, end))
-    joined = "".join(parts)
-    logical = _Logical(group, joined, where)
-    comment = _COMMENT.search(joined)
-    body = joined[:comment.start()] if comment else joined
-    stripped = body.strip()
-    if not stripped or stripped.startswith("-"):
-        return logical  # blank, comment or an option line (-r, -e, --index-url...)
-    base = len(body) - len(body.lstrip())
-    args: list[str] = []
-    for token in stripped.split(" "):
-        if token.startswith("-"):
-            break
-        args.append(token)
-    args_text = " ".join(args)
-    logical.req_start = base
-    logical.req_text = args_text.rstrip()
-    options_start = base + len(args_text) + 1
-    logical.options = [
-        (options_start + m.start(), options_start + m.end(), m.group())
-        for m in re.finditer(r"\S+", joined[options_start:base + len(stripped)])]
-    with contextlib.suppress(InvalidRequirement):  # a URL, a path, a broken line: no pin
-        logical.req = Requirement(logical.req_text)
-    return logical
-
-
 def _hash_tokens(options: list[tuple[int, int, str]]) -> tuple[list[int], int]:
     """Indexes of the tokens making up ``--hash`` options, and how many options that is."""
     tokens: list[int] = []
@@ -354,7 +268,7 @@ def _hash_tokens(options: list[tuple[int, int, str]]) -> tuple[list[int], int]:
     return tokens, count
 
 
-def _physical_span(logical: _Logical, start: int, end: int, where: str) -> tuple[int, int, int]:
+def _physical_span(logical: LogicalLine, start: int, end: int, where: str) -> tuple[int, int, int]:
     """``(line index, start column, end column)`` of a joined span on one physical line."""
     cells = logical.where[start:end]
     if not cells or None in cells or len({cell[0] for cell in cells}) != 1 \
@@ -364,8 +278,8 @@ def _physical_span(logical: _Logical, start: int, end: int, where: str) -> tuple
 
 
 def _upgrade_requirements(text: str, job: _Job) -> ManifestEdit:
-    lines = _split_lines(text)
-    logicals = _logical_lines(lines)
+    lines = split_lines(text)
+    logicals = logical_lines(lines)
     decls = []
     for logical in logicals:
         req = logical.req
@@ -380,7 +294,7 @@ def _upgrade_requirements(text: str, job: _Job) -> ManifestEdit:
     new_content: dict[int, str] = {}
     dropped: set[int] = set()
     changed: set[int] = set()
-    edited: dict[int, tuple[_Logical, str]] = {}  # first physical index -> (old, operator)
+    edited: dict[int, tuple[LogicalLine, str]] = {}  # first physical index -> (old, operator)
     for decl in chosen:
         logical, op = decl.data
         where = f"{job.path}:{decl.first_line}"
@@ -436,7 +350,7 @@ def _upgrade_requirements(text: str, job: _Job) -> ManifestEdit:
     if lines and lines[-1][1] == "" and new_lines and new_lines[-1][1] != "":
         new_lines[-1] = (new_lines[-1][0], "")  # the file did not end with a newline
     new_text = "".join(content + ending for content, ending in new_lines)
-    _verify_requirements(logicals, _logical_lines(new_lines), edited, job)
+    _verify_requirements(logicals, logical_lines(new_lines), edited, job)
     return ManifestEdit(new_text, notes, sorted(changed))
 
 
@@ -460,8 +374,8 @@ def _widen(content: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _verify_requirements(old: list[_Logical], new: list[_Logical],
-                         edited: dict[int, tuple[_Logical, str]], job: _Job) -> None:
+def _verify_requirements(old: list[LogicalLine], new: list[LogicalLine],
+                         edited: dict[int, tuple[LogicalLine, str]], job: _Job) -> None:
     """Re-read the result the way pip would: only the edited requirements changed."""
     def fail(detail: str) -> ManualPatchRequired:
         return ManualPatchRequired(f"{job.path}: {detail}; upgrade {job.package} by hand")
@@ -486,249 +400,6 @@ def _verify_requirements(old: list[_Logical], new: list[_Logical],
 
 
 # --- pyproject.toml -------------------------------------------------------------------
-
-
-class _TomlScanError(Exception):
-    pass
-
-
-@dataclass
-class _TomlString:
-    start: int  # raw index of the opening quote
-    end: int  # raw index just past the closing quote
-    value: str  # decoded
-    offsets: list[int]  # raw index of each decoded char, then the index of the closing quote
-
-
-_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_SCALAR = re.compile(r"[^\s,\]}#]+")
-_LINE_END_BACKSLASH = re.compile(r"\\[ \t]*\r?\n")
-
-
-class _TomlLocator:
-    """Where each string value of a TOML document (already accepted by tomllib) sits.
-
-    ``strings`` maps a value's path (keys, and indexes for arrays and arrays of
-    tables) to its position; ``key_lines`` maps key and table paths to their line.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.s = text
-        self.i = 0
-        self.strings: dict[tuple, _TomlString] = {}
-        self.key_lines: dict[tuple, int] = {}
-        self._tables_in_arrays: dict[tuple, int] = {}
-        self._newlines = [m.start() for m in re.finditer("\n", text)]
-
-    def line_of(self, position: int) -> int:
-        return bisect.bisect_left(self._newlines, position) + 1
-
-    def scan(self) -> _TomlLocator:
-        table: tuple = ()
-        while True:
-            self._skip_blank()
-            if self.i >= len(self.s):
-                return self
-            line = self.line_of(self.i)
-            if self.s.startswith("[[", self.i):
-                self.i += 2
-                keys = self._header_keys("]]")
-                array = (*self._resolve(keys[:-1]), keys[-1])
-                count = self._tables_in_arrays.get(array, 0)
-                self._tables_in_arrays[array] = count + 1
-                table = (*array, count)
-                self.key_lines[table] = line
-            elif self.s[self.i] == "[":
-                self.i += 1
-                table = self._resolve(self._header_keys("]"))
-                self.key_lines.setdefault(table, line)
-            else:
-                self._key_value(table)
-            self._end_of_line()
-
-    def _resolve(self, keys: tuple) -> tuple:
-        path: tuple = ()
-        for key in keys:
-            path = (*path, key)
-            if path in self._tables_in_arrays:
-                path = (*path, self._tables_in_arrays[path] - 1)
-        return path
-
-    def _header_keys(self, close: str) -> tuple:
-        self._skip_spaces()
-        keys = self._key()
-        self._skip_spaces()
-        self._expect(close)
-        return keys
-
-    def _key_value(self, table: tuple) -> None:
-        line = self.line_of(self.i)
-        path = (*table, *self._key())
-        self.key_lines[path] = line
-        self._skip_spaces()
-        self._expect("=")
-        self._skip_spaces()
-        self._value(path)
-
-    def _key(self) -> tuple:
-        keys = [self._simple_key()]
-        while True:
-            save = self.i
-            self._skip_spaces()
-            if self._peek() != ".":
-                self.i = save
-                return tuple(keys)
-            self.i += 1
-            self._skip_spaces()
-            keys.append(self._simple_key())
-
-    def _simple_key(self) -> str:
-        if self._peek() in ('"', "'"):
-            return self._string().value
-        match = _BARE_KEY.match(self.s, self.i)
-        if not match:
-            raise _TomlScanError(f"key expected at {self.i}")
-        self.i = match.end()
-        return match.group()
-
-    def _value(self, path: tuple) -> None:
-        char = self._peek()
-        if char in ('"', "'"):
-            self.strings[path] = self._string()
-        elif char in ("[", "{"):
-            self.i += 1
-            close = "]" if char == "[" else "}"
-            count = 0
-            while True:
-                self._skip_blank()
-                if self._peek() == close:
-                    self.i += 1
-                    return
-                if char == "[":
-                    self._value((*path, count))
-                    count += 1
-                else:
-                    self._key_value(path)
-                self._skip_blank()
-                if self._peek() == ",":
-                    self.i += 1
-                elif self._peek() != close:
-                    raise _TomlScanError(f"{close!r} expected at {self.i}")
-        else:
-            match = _SCALAR.match(self.s, self.i)
-            if not match:
-                raise _TomlScanError(f"value expected at {self.i}")
-            self.i = match.end()
-            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", match.group()) \
-                    and re.match(r" \d{2}:", self.s[self.i:self.i + 4]):
-                self.i = _SCALAR.match(self.s, self.i + 1).end()  # date, space, time
-
-    def _string(self) -> _TomlString:
-        s, start = self.s, self.i
-        for quote in ('"""', "'''"):
-            if s.startswith(quote, start):
-                return self._multiline_string(quote[0])
-        quote = s[start]
-        i = start + 1
-        chars: list[str] = []
-        offsets: list[int] = []
-        while True:
-            if i >= len(s) or s[i] in "\r\n":
-                raise _TomlScanError(f"unterminated string at {start}")
-            if s[i] == quote:
-                break
-            offsets.append(i)
-            if s[i] == "\\" and quote == '"':
-                char, i = self._escape(i)
-            else:
-                char, i = s[i], i + 1
-            chars.append(char)
-        offsets.append(i)
-        self.i = i + 1
-        return _TomlString(start, i + 1, "".join(chars), offsets)
-
-    def _multiline_string(self, quote: str) -> _TomlString:
-        s, start = self.s, self.i
-        i = start + 3
-        if s.startswith("\r\n", i):
-            i += 2
-        elif s.startswith("\n", i):
-            i += 1
-        chars: list[str] = []
-        offsets: list[int] = []
-        while True:
-            if i >= len(s):
-                raise _TomlScanError(f"unterminated string at {start}")
-            if s.startswith(quote * 3, i):
-                run = 3
-                while run < 5 and s.startswith(quote, i + run):
-                    run += 1
-                for extra in range(run - 3):  # up to two quotes end the content
-                    offsets.append(i + extra)
-                    chars.append(quote)
-                offsets.append(i + run - 3)
-                self.i = i + run
-                return _TomlString(start, self.i, "".join(chars), offsets)
-            if quote == '"' and s[i] == "\\":
-                trim = _LINE_END_BACKSLASH.match(s, i)
-                if trim:
-                    i = trim.end()
-                    while i < len(s) and s[i] in " \t\r\n":
-                        i += 1
-                    continue
-                offsets.append(i)
-                char, i = self._escape(i)
-            else:
-                offsets.append(i)
-                char, i = s[i], i + 1
-            chars.append(char)
-
-    def _escape(self, i: int) -> tuple[str, int]:
-        code = self.s[i + 1:i + 2]
-        if code in _ESCAPES:
-            return _ESCAPES[code], i + 2
-        width = {"u": 4, "U": 8}.get(code)
-        digits = self.s[i + 2:i + 2 + width] if width else ""
-        if not width or not re.fullmatch(r"[0-9A-Fa-f]+", digits) or len(digits) != width:
-            raise _TomlScanError(f"bad escape at {i}")
-        return chr(int(digits, 16)), i + 2 + width
-
-    def _peek(self) -> str:
-        return self.s[self.i] if self.i < len(self.s) else ""
-
-    def _expect(self, token: str) -> None:
-        if not self.s.startswith(token, self.i):
-            raise _TomlScanError(f"{token!r} expected at {self.i}")
-        self.i += len(token)
-
-    def _skip_spaces(self) -> None:
-        while self._peek() in (" ", "\t"):
-            self.i += 1
-
-    def _skip_blank(self) -> None:
-        """Whitespace, newlines and comments."""
-        while self.i < len(self.s):
-            char = self.s[self.i]
-            if char in " \t\r\n":
-                self.i += 1
-            elif char == "#":
-                end = self.s.find("\n", self.i)
-                self.i = len(self.s) if end == -1 else end
-            else:
-                return
-
-    def _end_of_line(self) -> None:
-        self._skip_spaces()
-        if self._peek() == "#":
-            end = self.s.find("\n", self.i)
-            self.i = len(self.s) if end == -1 else end
-        if self.s.startswith("\r\n", self.i):
-            self.i += 2
-        elif self.s.startswith("\n", self.i) or self.i >= len(self.s):
-            self.i += 1
-        else:
-            raise _TomlScanError(f"end of line expected at {self.i}")
 
 
 def _toml_get(doc: Any, path: tuple) -> Any:
@@ -761,7 +432,7 @@ def _poetry_exact(constraint: str) -> tuple[int, int] | None:
 @dataclass
 class _TomlTarget:
     path: tuple  # path of the string value to edit
-    leaf: _TomlString
+    leaf: TomlString
     span: tuple[int, int]  # the version inside the decoded value
     kind: str  # "pep508" or "poetry"
     req: Requirement | None = None
@@ -775,8 +446,8 @@ def _upgrade_pyproject(text: str, job: _Job) -> ManifestEdit:
         raise ManualPatchRequired(f"{job.path} is not valid TOML ({exc}); upgrade "
                                   f"{job.package} by hand") from exc
     try:
-        locator = _TomlLocator(text).scan()
-    except _TomlScanError as exc:
+        locator = TomlLocator(text).scan()
+    except TomlScanError as exc:
         raise ManualPatchRequired(f"{job.path}: cannot locate values in this TOML layout "
                                   f"({exc}); upgrade {job.package} by hand") from exc
     decls = _pep508_decls(doc, locator, job) + _poetry_decls(doc, locator, job)
@@ -840,7 +511,7 @@ def _verify_pyproject(new_text: str, expected: dict,
                                       "upgrade it by hand")
 
 
-def _leaf(locator: _TomlLocator, doc: dict, path: tuple, job: _Job) -> _TomlString:
+def _leaf(locator: TomlLocator, doc: dict, path: tuple, job: _Job) -> TomlString:
     leaf = locator.strings.get(path)
     if leaf is None or leaf.value != _toml_get(doc, path):
         raise ManualPatchRequired(f"{job.path}: cannot locate {'.'.join(map(str, path))} in "
@@ -848,11 +519,11 @@ def _leaf(locator: _TomlLocator, doc: dict, path: tuple, job: _Job) -> _TomlStri
     return leaf
 
 
-def _leaf_lines(locator: _TomlLocator, leaf: _TomlString) -> set[int]:
+def _leaf_lines(locator: TomlLocator, leaf: TomlString) -> set[int]:
     return set(range(locator.line_of(leaf.start), locator.line_of(leaf.end - 1) + 1))
 
 
-def _pep508_decls(doc: dict, locator: _TomlLocator, job: _Job) -> list[_Decl]:
+def _pep508_decls(doc: dict, locator: TomlLocator, job: _Job) -> list[_Decl]:
     """PEP 621 ``project.(optional-)dependencies`` and PEP 735 ``dependency-groups``."""
     project = _toml_table(doc, "project")
     arrays: list[tuple[tuple, Any]] = [(("project", "dependencies"),
@@ -884,7 +555,7 @@ def _pep508_decls(doc: dict, locator: _TomlLocator, job: _Job) -> list[_Decl]:
     return decls
 
 
-def _poetry_decls(doc: dict, locator: _TomlLocator, job: _Job) -> list[_Decl]:
+def _poetry_decls(doc: dict, locator: TomlLocator, job: _Job) -> list[_Decl]:
     """Poetry's main, legacy dev and group dependency tables."""
     poetry = _toml_table(doc, "tool", "poetry")
     tables = [(("tool", "poetry", "dependencies"), _toml_table(poetry, "dependencies")),
@@ -905,7 +576,7 @@ def _poetry_decls(doc: dict, locator: _TomlLocator, job: _Job) -> list[_Decl]:
     return decls
 
 
-def _poetry_decl(doc: dict, locator: _TomlLocator, job: _Job, name: str, key_line: int | None,
+def _poetry_decl(doc: dict, locator: TomlLocator, job: _Job, name: str, key_line: int | None,
                  entry_path: tuple, entry: Any) -> _Decl:
     if isinstance(entry, dict) and isinstance(entry.get("version"), str):
         path, constraint = (*entry_path, "version"), entry["version"]
