@@ -7,29 +7,18 @@ import subprocess
 from pathlib import Path
 
 import factory
-import pytest
 from django.contrib.auth import get_user_model
+
+from tests.helpers import pypa_root  # noqa: F401 (re-exported for the tests using it)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_ADVISORIES = ROOT / "data" / "advisories"
 TEST_ADVISORIES = ROOT / "tests" / "advisories" / "data"
-PYPA_DEFAULT = "/work/shared/data/pypa-advisory-db/vulns"
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "author@example.org",
     "GIT_COMMITTER_NAME": "Test Author", "GIT_COMMITTER_EMAIL": "author@example.org",
 }
-
-
-def pypa_root() -> Path:
-    """The real PyPA advisory database; skip (or fail under IMMUNE_REQUIRE_SERVICES) if absent."""
-    root = Path(os.environ.get("IMMUNE_PYPA_DB", PYPA_DEFAULT))
-    if not root.is_dir():
-        message = f"PyPA advisory database not found at {root} (set IMMUNE_PYPA_DB)"
-        if os.environ.get("IMMUNE_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return root
 
 
 def git(repo: Path, *args: str) -> str:

@@ -10,6 +10,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PYPA_DEFAULT = "/work/shared/data/pypa-advisory-db/vulns"
+
+
+def pypa_root() -> Path:
+    """The real PyPA advisory database; skip (or fail under IMMUNE_REQUIRE_SERVICES) if absent."""
+    import pytest
+
+    root = Path(os.environ.get("IMMUNE_PYPA_DB", PYPA_DEFAULT))
+    if not root.is_dir():
+        message = f"PyPA advisory database not found at {root} (set IMMUNE_PYPA_DB)"
+        if os.environ.get("IMMUNE_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return root
 
 
 def free_port() -> int:

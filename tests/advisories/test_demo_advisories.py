@@ -9,7 +9,6 @@ Django: `apps.advisories.osv` does not import it.
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,10 @@ import pytest
 
 from apps.advisories.osv import RecordError, is_affected, iter_source, parse_osv
 from apps.advisories.osv.matching import normalise_name
+from tests.helpers import pypa_root
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "data" / "advisories"
-PYPA_DEFAULT = "/work/shared/data/pypa-advisory-db/vulns"
 SOURCE = "immune demo set, facts from the PyPA advisory database (CC BY 4.0)"
 MAX_REFERENCES = 3
 
@@ -54,16 +53,6 @@ def _demo() -> dict[str, dict[str, Any]]:
     return records
 
 
-def _pypa_root() -> Path:
-    root = Path(os.environ.get("IMMUNE_PYPA_DB", PYPA_DEFAULT))
-    if not root.is_dir():
-        message = f"PyPA advisory database not found at {root} (set IMMUNE_PYPA_DB)"
-        if os.environ.get("IMMUNE_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return root
-
-
 @cache
 def _pypa_package(root: Path, package: str) -> dict[str, dict[str, Any]]:
     """Raw PyPA records of one package folder by id ({} when the package has none)."""
@@ -93,7 +82,7 @@ def _affecting(records: dict[str, dict[str, Any]], package: str, version: str) -
 
 
 def _pypa_record(advisory_id: str) -> dict[str, Any]:
-    root = _pypa_root()
+    root = pypa_root()
     demo = _demo()[advisory_id]
     package = demo["affected"][0]["package"]["name"]
     records = _pypa_package(root, package)
@@ -160,7 +149,7 @@ def test_every_source_item_loads_and_ids_are_unique() -> None:
 
 @pytest.mark.parametrize(("package", "version"), PINS.items(), ids=list(PINS))
 def test_demo_matches_pypa_for_pinned_version(package: str, version: str) -> None:
-    expected = _affecting(_pypa_package(_pypa_root(), package), package, version)
+    expected = _affecting(_pypa_package(pypa_root(), package), package, version)
     assert _affecting(_demo(), package, version) == expected
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from apps.advisories.osv import (
 )
 from apps.advisories.osv import matching as matching_module
 from apps.advisories.osv.matching import parse_pep440
+from tests.helpers import pypa_root
 
 DATA = Path(__file__).parent / "data"
 
@@ -248,7 +248,6 @@ def test_index_lookup_does_not_scan_other_packages(monkeypatch: pytest.MonkeyPat
 
 # --- the whole PyPA advisory database --------------------------------------------------------
 
-PYPA_DEFAULT = "/work/shared/data/pypa-advisory-db/vulns"
 
 # Files parse_osv refuses, with the reason. Legacy (pre-PEP 440) strings in `versions` are
 # accepted and matched exactly; only range events must be orderable.
@@ -285,19 +284,9 @@ PYPA_RANGE_DISAGREEMENTS: dict[str, str] = {
 }
 
 
-def _pypa_root() -> Path:
-    root = Path(os.environ.get("IMMUNE_PYPA_DB", PYPA_DEFAULT))
-    if not root.is_dir():
-        message = f"PyPA advisory database not found at {root} (set IMMUNE_PYPA_DB)"
-        if os.environ.get("IMMUNE_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return root
-
-
 @pytest.fixture(scope="module")
 def pypa() -> tuple[Path, list[ParsedAdvisory], dict[str, str]]:
-    root = _pypa_root()
+    root = pypa_root()
     parsed: list[ParsedAdvisory] = []
     failures: dict[str, str] = {}
     for item in iter_source(str(root)):
