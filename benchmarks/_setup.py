@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +48,19 @@ def machine() -> str:
     except (OSError, StopIteration, ValueError):
         pass
     return f"{platform.machine()}, {cpus} CPUs{mem}, Python {platform.python_version()}"
+
+
+@contextmanager
+def git_repo_with(files: dict[str, str]):
+    """A throwaway git repository with ``files`` committed on main (removed afterwards)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp)
+        for name, text in files.items():
+            (repo / name).write_text(text)
+        for cmd in (["init", "-q", "-b", "main"], ["add", "."],
+                    ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "x"]):
+            subprocess.run(["git", "-C", str(repo), *cmd], check=True)
+        yield repo
 
 
 def pypa_root() -> Path:

@@ -14,13 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-from _setup import django_on_bench_database, machine, pypa_root
+from _setup import django_on_bench_database, git_repo_with, machine, pypa_root
 from scan_10k import requirements
 
 PENDING = 1_000
@@ -54,12 +51,7 @@ def main() -> None:
     Dependency.objects.all().delete()
     Project.objects.all().delete()
     names = sorted(set(AffectedPackage.objects.values_list("normalised_name", flat=True)))
-    with tempfile.TemporaryDirectory() as tmp:
-        repo = Path(tmp)
-        (repo / "requirements.txt").write_text(requirements(names))
-        for cmd in (["init", "-q", "-b", "main"], ["add", "."],
-                    ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "x"]):
-            subprocess.run(["git", "-C", str(repo), *cmd], check=True)
+    with git_repo_with({"requirements.txt": requirements(names)}) as repo:
         project_scan(project=project_add(name="bench", path=str(repo)))
     ids = list(APV.objects.order_by("code").values_list("pk", flat=True))
     assert len(ids) >= PENDING, len(ids)

@@ -14,13 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-from _setup import django_on_bench_database, machine, pypa_root
+from _setup import django_on_bench_database, git_repo_with, machine, pypa_root
 
 TOTAL = 10_000
 
@@ -48,12 +45,7 @@ def main() -> None:
     if not Advisory.objects.exists():
         advisories_import(sources=[str(pypa_root())], source_name="pypa")
     names = sorted(set(AffectedPackage.objects.values_list("normalised_name", flat=True)))
-    with tempfile.TemporaryDirectory() as tmp:
-        repo = Path(tmp)
-        (repo / "requirements.txt").write_text(requirements(names))
-        for cmd in (["init", "-q", "-b", "main"], ["add", "."],
-                    ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "-m", "x"]):
-            subprocess.run(["git", "-C", str(repo), *cmd], check=True)
+    with git_repo_with({"requirements.txt": requirements(names)}) as repo:
         scans, matches = [], []
         for _ in range(args.runs):
             APV.objects.all().delete()
