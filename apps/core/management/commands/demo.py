@@ -88,7 +88,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--wargame", action="store_true",
-                            help="also wargame the patches (installs packages; ~1 min)")
+                            help="also wargame the patches (installs the packages it attacks)")
 
     def handle(self, *args, wargame: bool = False, **options):
         report = advisories_import(sources=[str(BUNDLED_ADVISORIES),
