@@ -17,7 +17,7 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_local_admin
-	$(BIN)/python manage.py demo --wargame
+	$(BIN)/python manage.py demo
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: $(STAMP)

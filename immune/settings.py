@@ -78,6 +78,8 @@ INSTALLED_APPS = [
     "apps.reviews",
     "apps.decisions",
     "apps.wargaming",
+    "apps.ml",
+    "apps.ab_testing",
 ]
 
 MIDDLEWARE = [
@@ -352,3 +354,21 @@ WARGAME_MAX_PROCESSES = env.int("WARGAME_MAX_PROCESSES", default=128)
 #: (``nobody`` when immune runs as root), so the system Python is preferred.
 WARGAME_PYTHON = env.str("WARGAME_PYTHON", default="") or (
     "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable)
+
+# --- ML-first and A/B testing ----------------------------------------------------------------
+#: A patch goes straight to review when the active model is at least this sure either way.
+ML_FIRST_THRESHOLD = env.float("ML_FIRST_THRESHOLD", default=0.8)
+#: Training refuses with fewer labels than this in either class (effective / not effective).
+ML_MIN_LABELS_PER_CLASS = env.int("ML_MIN_LABELS_PER_CLASS", default=5)
+#: Beat retrains weekly once this many new labels arrived since the newest model version.
+ML_RETRAIN_MIN_NEW_LABELS = env.int("ML_RETRAIN_MIN_NEW_LABELS", default=10)
+#: Predictions are cached by (model version, feature hash) this long (seconds).
+ML_PREDICTION_CACHE_S = env.int("ML_PREDICTION_CACHE_S", default=24 * 3600)
+#: Share of ML-routed patches an enabled experiment also wargames (``ab_testing enable``
+#: without --rate).
+AB_TEST_RATE = env.float("AB_TEST_RATE", default=0.10)
+#: The accuracy report is cached this long (seconds) unless a new result arrives.
+AB_ACCURACY_CACHE_S = env.int("AB_ACCURACY_CACHE_S", default=300)
+CELERY_BEAT_SCHEDULE["ml-retrain-weekly"] = {
+    "task": "ml.retrain", "schedule": timedelta(days=7),
+}

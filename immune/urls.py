@@ -18,6 +18,8 @@ api_v1 = [
     path("", include("apps.reviews.urls")),
     path("", include("apps.decisions.urls")),
     path("", include("apps.wargaming.urls")),
+    path("", include("apps.ml.urls")),
+    path("", include("apps.ab_testing.urls")),
 ]
 
 urlpatterns = [

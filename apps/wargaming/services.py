@@ -9,17 +9,20 @@ import structlog
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.realtime import send_event, send_event_on_commit
+from apps.core.realtime import send_event
 from apps.inventory.git import GitError, exported_tree
 from apps.inventory.manifests import parse_project
-from apps.reviews.models import APV, APVStatus, Patch, PatchStrategy
-from apps.reviews.services.apvs import apv_payload, stats_push_on_commit
+from apps.reviews.models import APVStatus, Patch, PatchStrategy
+from apps.reviews.services.apvs import apvs_move_for_patch
 from apps.wargaming import runner
 from apps.wargaming.errors import WargameInvalid
 from apps.wargaming.exploits import Exploit, exploit_for_advisory, exploit_for_cwe, parse_exploit
 from apps.wargaming.models import RunState, Verdict, WargamePhase, WargameRun
 
 log = structlog.get_logger(__name__)
+
+#: The trigger of an A/B testing shadow run (a ground-truth wargame of an ML-routed patch).
+SHADOW_TRIGGER = "ab_test"
 
 
 def _progress(run: WargameRun, phase: str, state: str, started) -> None:
@@ -112,22 +115,6 @@ def _advisory_ids(patch: Patch) -> set[str]:
     return ids
 
 
-def _set_status(patch: Patch, status: str, *, before: tuple[str, ...]) -> None:
-    with transaction.atomic():
-        apvs = list(APV.objects.select_for_update(of=("self",))
-                    .filter(current_patch=patch, status__in=before)
-                    .select_related("project", "dependency", "advisory"))
-        now = timezone.now()
-        for apv in apvs:
-            apv.status = status
-            if status == APVStatus.PENDING_REVIEW:
-                apv.pending_review_at = now
-            apv.save(update_fields=["status", "pending_review_at", "updated_at"])
-            send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
-        if apvs:
-            stats_push_on_commit()
-
-
 def wargame_start(*, patch: Patch, trigger: str) -> tuple[WargameRun, bool]:
     """The run for this patch revision: created queued, or the existing one (idempotent)."""
     try:
@@ -150,19 +137,37 @@ def wargame_execute(*, run: WargameRun) -> WargameRun:
     if not claimed:
         return run
     patch = run.patch
-    before = (APVStatus.PATCH_PROPOSED, APVStatus.PENDING_REVIEW)
-    _set_status(patch, APVStatus.VALIDATING, before=before)
+    # An A/B shadow run checks the model behind the review's back: the APV stays where
+    # ML-first put it (pending_review), the review is never held back by it.
+    shadow = run.trigger == SHADOW_TRIGGER
+    if not shadow:
+        apvs_move_for_patch(patch=patch, status=APVStatus.VALIDATING,
+                            before=(APVStatus.PATCH_PROPOSED, APVStatus.PENDING_REVIEW))
     started = timezone.now()
     try:
         result = _execute(run, patch, started)
     except (GitError, WargameInvalid) as exc:
         result = runner.RunResult(Verdict.ERROR, 0.0, str(exc), [], None, 0.0, {})
     finally:
-        _set_status(patch, APVStatus.PENDING_REVIEW, before=(APVStatus.VALIDATING,))
+        if not shadow:
+            apvs_move_for_patch(patch=patch, status=APVStatus.PENDING_REVIEW,
+                                before=(APVStatus.VALIDATING,))
     run = _store(run, result)
+    _settle(run)
     _progress(run, "run", run.verdict, started)
     log.info("wargame.finished", run=run.pk, patch=patch.pk, verdict=run.verdict)
     return run
+
+
+def _settle(run: WargameRun) -> None:
+    """A finished run is ground truth for the predictions about its patch revision and,
+    when A/B testing sampled it, an ABTestResult."""
+    from apps.ab_testing.services import ab_result_record
+    from apps.ml.services import predictions_settle
+
+    with transaction.atomic():
+        predictions_settle(run=run)
+        ab_result_record(run=run)
 
 
 def _execute(run: WargameRun, patch: Patch, started) -> runner.RunResult:
@@ -198,7 +203,7 @@ def _execute_http(run: WargameRun, patch: Patch, started) -> runner.RunResult:
                                 "service_command, so its service cannot be attacked",
                                 [], None, 0.0, {})
     cwes = sorted({c for apv in patch.apvs.select_related("advisory")
-                   for c in apv.advisory.cwe_ids} | set(_patch_cwes(patch)))
+                   for c in apv.advisory.cwe_ids} | set(patch_cwes(patch)))
     exploit = exploit_for_cwe(cwes)
     if exploit is None:
         return runner.RunResult(Verdict.INCONCLUSIVE, 0.0,
@@ -226,7 +231,7 @@ def _execute_http(run: WargameRun, patch: Patch, started) -> runner.RunResult:
                             sandbox={"exploit_network": "host loopback (to reach the service)"})
 
 
-def _patch_cwes(patch: Patch) -> list[str]:
+def patch_cwes(patch: Patch) -> list[str]:
     """A code patch may name its CWE in its title or notes, e.g. "CWE-89"."""
     text = " ".join([patch.title, *patch.notes])
     return [m.upper() for m in re.findall(r"CWE-\d+", text, flags=re.IGNORECASE)]

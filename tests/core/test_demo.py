@@ -13,14 +13,14 @@ from apps.reviews.models import APV
 def test_demo_loads_bundled_advisories_and_scans_the_demo_repository(settings, tmp_path):
     settings.IMMUNE_DATA_DIR = tmp_path
     out = io.StringIO()
-    call_command("demo", stdout=out)
+    call_command("demo", "--no-wargame", stdout=out)
     assert (tmp_path / "repos" / "demo" / ".git").is_dir()
     assert Advisory.objects.filter(source="immune-demo").count() == 59  # 55 + 4 demo-service
     packages = set(APV.objects.values_list("dependency__normalised_name", flat=True))
     assert {"pyyaml", "jinja2", "urllib3", "django"} <= packages
     assert "markupsafe" not in packages  # pinned, but no advisory affects 1.1.1
     codes = set(APV.objects.values_list("code", flat=True))
-    call_command("demo", stdout=io.StringIO())
+    call_command("demo", "--no-wargame", stdout=io.StringIO())
     assert set(APV.objects.values_list("code", flat=True)) == codes
     assert "0 new" not in out.getvalue()
     assert set(APV.objects.values_list("status", flat=True)) == {"pending_review"}

@@ -84,7 +84,7 @@ def _receive(ws, matches, timeout: float = 5.0) -> dict:
 def test_decision_in_one_process_reaches_a_client_of_another(client, reviewer, settings,
                                                               tmp_path):
     settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", stdout=io.StringIO())
+    call_command("demo", "--no-wargame", stdout=io.StringIO())
     apv = (APV.objects.filter(status="pending_review").select_related("current_patch")
            .order_by("code").first())
     assert apv is not None and apv.current_patch is not None

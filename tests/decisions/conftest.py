@@ -15,7 +15,7 @@ from apps.reviews.models import APV
 def proposed(db, settings, tmp_path):
     """The demo project (bundled advisories, a real git repo) with every patch proposed."""
     settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", stdout=io.StringIO())  # proposes the patches too
+    call_command("demo", "--no-wargame", stdout=io.StringIO())  # proposes the patches too
     return Project.objects.get(name="demo")
 
 
@@ -28,5 +28,5 @@ def apv_of(package: str) -> APV:
 def proposed_tx(transactional_db, settings, tmp_path):
     """As ``proposed``, for tests whose threads need committed rows."""
     settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", stdout=io.StringIO())
+    call_command("demo", "--no-wargame", stdout=io.StringIO())
     return Project.objects.get(name="demo")

@@ -72,7 +72,7 @@ def server(tmp_path_factory):
     env.update({"IMMUNE_DATA_DIR": str(tmp), "DATABASE_URL": _database_url(tmp),
                 "DJANGO_ENV": "development", "DEBUG": "true", "LOG_LEVEL": "WARNING"})
     _manage(env, "migrate", "--noinput")
-    _manage(env, "demo", "--wargame")  # real wargames, so the pages show verdicts
+    _manage(env, "demo")  # real wargames, a model and an A/B report, so the pages show them
     _manage(env, "create_reviewer", "rita", "--password-stdin", stdin=PASSWORD + "\n")
     _manage(env, "create_reviewer", "leo", "--lead", "--password-stdin", stdin=PASSWORD + "\n")
     port = free_port()

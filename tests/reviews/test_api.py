@@ -17,7 +17,7 @@ from apps.reviews.models import APV
 @pytest.fixture
 def demo(db, settings, tmp_path):
     settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", stdout=io.StringIO())
+    call_command("demo", "--no-wargame", stdout=io.StringIO())
     return Project.objects.get(name="demo")
 
 

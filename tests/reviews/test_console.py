@@ -22,7 +22,7 @@ from tests.factories import git
 @pytest.fixture
 def demo(db, settings, tmp_path):
     settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", stdout=io.StringIO())
+    call_command("demo", "--no-wargame", stdout=io.StringIO())
 
 
 def codes_on(page: str) -> list[str]:
@@ -187,7 +187,7 @@ def test_decisions_are_read_only_in_the_admin(admin_client, reviewer, demo):
 @pytest.mark.django_db(transaction=True)
 def test_presence_shows_who_else_has_the_apv_open(reviewer, lead, settings, tmp_path):
     settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", stdout=io.StringIO())
+    call_command("demo", "--no-wargame", stdout=io.StringIO())
     code = APV.objects.first().code
     cookies = []
     for user in (reviewer, lead):

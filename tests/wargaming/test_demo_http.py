@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def demo(db, settings, tmp_path):
     settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", stdout=io.StringIO())
+    call_command("demo", "--no-wargame", stdout=io.StringIO())
 
 
 @pytest.mark.parametrize("cwe", ["89", "22"])

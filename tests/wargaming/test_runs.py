@@ -84,7 +84,7 @@ def test_install_failure_is_an_error_not_a_verdict():
 @pytest.fixture
 def demo(db, settings, tmp_path):
     settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", stdout=io.StringIO())
+    call_command("demo", "--no-wargame", stdout=io.StringIO())
 
 
 def test_patch_wargame_moves_status_and_is_idempotent(demo, reviewer):

@@ -189,3 +189,23 @@ def apvs_resolve_for_withdrawn_advisories(*, osv_ids: list[str]) -> list[APV]:
     for apv in apvs:
         send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
     return apvs
+
+
+def apvs_move_for_patch(*, patch, status: str, before: tuple[str, ...]) -> list[APV]:
+    """Move the APVs whose current patch is ``patch`` and whose status is one of ``before``
+    to ``status`` (wargaming's validating/pending_review steps, ML-first's route to review),
+    pushing each change after commit."""
+    with transaction.atomic():
+        apvs = list(APV.objects.select_for_update(of=("self",))
+                    .filter(current_patch=patch, status__in=before)
+                    .select_related("project", "dependency", "advisory"))
+        now = timezone.now()
+        for apv in apvs:
+            apv.status = status
+            if status == APVStatus.PENDING_REVIEW:
+                apv.pending_review_at = now
+            apv.save(update_fields=["status", "pending_review_at", "updated_at"])
+            send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
+        if apvs:
+            stats_push_on_commit()
+    return apvs

@@ -166,10 +166,12 @@ def _save(apvs: list[APV], patch: Patch, *, created_branch: bool = False) -> Pat
             Patch.objects.filter(apvs__in=locked, state=PatchState.PROPOSED).exclude(
                 pk=patch.pk).update(state=PatchState.SUPERSEDED, updated_at=timezone.now())
             now = timezone.now()
-            # open → patch_proposed → validating → pending_review when every proposal is
-            # wargamed (WARGAME_AUTO, a Celery job); straight to pending_review otherwise,
-            # and a reviewer or client can still start a wargame on demand.
-            auto = settings.WARGAME_AUTO and patch.strategy != PatchStrategy.MANUAL
+            # ML-first routes every proposal once a model is active, and WARGAME_AUTO does
+            # so without one (then every patch is wargamed): open → patch_proposed, then
+            # pending_review (route ml) or validating → pending_review (route wargame).
+            # Otherwise straight to pending_review; a wargame can still be asked for.
+            auto = patch.strategy != PatchStrategy.MANUAL and (
+                settings.WARGAME_AUTO or model_is_active())
             for apv in locked:
                 apv.status = APVStatus.PATCH_PROPOSED if auto else APVStatus.PENDING_REVIEW
                 apv.current_patch = patch
@@ -179,9 +181,9 @@ def _save(apvs: list[APV], patch: Patch, *, created_branch: bool = False) -> Pat
                 send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
             stats_push_on_commit()
             if auto:
-                from apps.wargaming.tasks import validate_patch
+                from apps.ml.services import ml_first_route
 
-                transaction.on_commit(lambda: validate_patch.delay(patch.pk))
+                ml_first_route(patch=patch, trigger="proposal")
     except Exception:
         if created_branch:
             try:
@@ -193,6 +195,12 @@ def _save(apvs: list[APV], patch: Patch, *, created_branch: bool = False) -> Pat
     log.info("patch.proposed", patch=patch.pk, strategy=patch.strategy, branch=patch.branch,
              apvs=[a.code for a in apvs])
     return patch
+
+
+def model_is_active() -> bool:
+    from apps.ml.models import ModelVersion
+
+    return ModelVersion.objects.filter(is_active=True).exists()
 
 
 def _open_pull_request(patch: Patch) -> None:

@@ -1,0 +1,137 @@
+"""Reads of A/B testing: the accuracy report (confusion matrix, metrics, 95 % interval),
+its history per model version, and the disagreements worth studying."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from apps.ab_testing.models import ABTestResult, Experiment
+from apps.ab_testing.services import ACCURACY_GENERATION_KEY
+
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float] | None:
+    """Wilson score interval for a proportion: unlike the normal approximation it stays
+    inside [0, 1] and behaves at small n and at 0 % or 100 %, which a young model has."""
+    if n == 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def ab_result_list(*, model_version: int | None = None, since: datetime | None = None,
+                   until: datetime | None = None) -> QuerySet[ABTestResult]:
+    qs = ABTestResult.objects.select_related("model_version", "wargame_run",
+                                             "prediction__patch")
+    if model_version is not None:
+        qs = qs.filter(model_version__version=model_version)
+    if since is not None:
+        qs = qs.filter(recorded_at__gte=since)
+    if until is not None:
+        qs = qs.filter(recorded_at__lt=until)
+    return qs
+
+
+def confusion(pairs) -> dict:
+    """Counts and metrics from (predicted_effective, actual_effective) pairs."""
+    tp = fp = fn = tn = 0
+    for predicted, actual in pairs:
+        if predicted and actual:
+            tp += 1
+        elif predicted:
+            fp += 1
+        elif actual:
+            fn += 1
+        else:
+            tn += 1
+    n = tp + fp + fn + tn
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = (2 * precision * recall / (precision + recall)
+          if precision is not None and recall is not None and precision + recall else None)
+    interval = wilson_interval(tp + tn, n)
+    return {
+        "confusion_matrix": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+        "sample_size": n,
+        "accuracy": (tp + tn) / n if n else None,
+        "accuracy_ci95": list(interval) if interval else None,
+        "precision": precision, "recall": recall, "f1": f1,
+    }
+
+
+def accuracy_report(*, model_version: int | None = None, since: datetime | None = None,
+                    until: datetime | None = None) -> dict:
+    """The report of ``GET /api/v1/wargaming/ml/accuracy``; cached 5 minutes, and a new
+    result makes every cached report stale at once (the key carries a generation)."""
+    generation = cache.get(ACCURACY_GENERATION_KEY, 0)
+    key = (f"ab:accuracy:{generation}:{model_version}:"
+           f"{since.isoformat() if since else ''}:{until.isoformat() if until else ''}")
+    report = cache.get(key)
+    if report is not None:
+        return {**report, "cached": True}
+    qs = ab_result_list(model_version=model_version, since=since, until=until)
+    counted = qs.filter(correct__isnull=False)
+    report = {
+        "positive": "patch_effective",
+        "filters": {"model_version": model_version,
+                    "since": since.isoformat() if since else None,
+                    "until": until.isoformat() if until else None},
+        **confusion(counted.values_list("predicted_effective", "actual_effective")),
+        "not_counted": qs.filter(correct__isnull=True).count(),
+        "experiment": experiment_status(),
+    }
+    cache.set(key, report, settings.AB_ACCURACY_CACHE_S)
+    return {**report, "cached": False}
+
+
+def accuracy_by_version_and_day() -> list[dict]:
+    """Accuracy per model version per day (the admin's chart), from the stored pairs."""
+    from collections import defaultdict
+
+    buckets: dict[tuple[int, str], list[tuple[bool, bool]]] = defaultdict(list)
+    for version, day, predicted, actual in (
+            ABTestResult.objects.filter(correct__isnull=False)
+            .values_list("model_version__version", "recorded_at", "predicted_effective",
+                         "actual_effective").order_by("recorded_at")):
+        buckets[(version, day.date().isoformat())].append((predicted, actual))
+    return [{"model_version": version, "day": day, **confusion(pairs)}
+            for (version, day), pairs in sorted(buckets.items())]
+
+
+def disagreements() -> QuerySet[ABTestResult]:
+    """Pairs where the wargame contradicted the model, with the reviewer's decision on
+    that patch revision (if any) so it can be studied what the reviewer made of it."""
+    from apps.decisions.models import Decision
+
+    decision = Decision.objects.filter(
+        patch_id=OuterRef("prediction__patch_id"),
+        patch_revision=OuterRef("prediction__patch_revision")).order_by("-decided_at")
+    return (ab_result_list().filter(correct=False)
+            .annotate(reviewer_decision=Subquery(decision.values("decision")[:1]),
+                      reviewer=Subquery(decision.values("reviewer__username")[:1])))
+
+
+def experiment_status() -> dict:
+    from apps.ml.models import ModelVersion
+
+    current = Experiment.objects.filter(enabled=True).first()
+    model = ModelVersion.objects.filter(is_active=True).only("version", "algorithm").first()
+    return {
+        "enabled": current is not None,
+        "experiment": None if current is None else {
+            "id": current.pk, "rate": current.rate, "enabled_at": current.enabled_at,
+            "enabled_by": current.enabled_by_name, "via": current.via,
+            "results": current.results.count()},
+        "active_model": None if model is None else {"version": model.version,
+                                                    "algorithm": model.algorithm},
+        "routing": "ml-first" if model is not None else
+        "every patch is wargamed (no active model)",
+    }

@@ -1,0 +1,132 @@
+"""ML-first over REST: ``wargaming/ml-first``, and ``ml/models`` (list, detail, activate,
+train)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.permissions import has_perm
+from apps.ml.models import ModelVersion, Prediction
+from apps.ml.services import labels_count, ml_first_route, model_activate
+from apps.reviews.models import Patch
+
+
+class PredictionOutput(serializers.ModelSerializer):
+    model_version = serializers.IntegerField(source="model_version.version", allow_null=True,
+                                             default=None)
+
+    class Meta:
+        model = Prediction
+        fields = ["id", "patch", "patch_revision", "model_version", "probability",
+                  "confidence", "predicted_effective", "threshold", "route", "reason",
+                  "features", "top_features", "latency_ms", "cached", "wargame_run",
+                  "ab_sampled", "outcome_verdict", "agrees", "created_at"]
+
+
+class ModelVersionOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["version", "algorithm", "parameters", "training_size", "class_balance",
+                  "cv_folds", "cv_accuracy", "cv_precision", "cv_recall", "cv_f1",
+                  "cv_roc_auc", "cv_brier", "candidates", "artifact_format",
+                  "artifact_sha256", "trigger", "training_seconds", "is_active",
+                  "activated_at", "created_at"]
+
+
+class MlFirstInput(serializers.Serializer):
+    patch = serializers.IntegerField(min_value=1)
+
+
+class MlFirstApi(APIView):
+    """Predict a patch with the active model and route it, now: ``ml`` (straight to
+    review) or ``wargame`` (a run is queued; its id is returned)."""
+
+    permission_classes = [has_perm("reviews.add_patch")]
+
+    @extend_schema(request=MlFirstInput, responses={200: inline_serializer("MlFirstOutput", {
+        "route": serializers.CharField(), "reason": serializers.CharField(),
+        "prediction": PredictionOutput(), "run": serializers.IntegerField(allow_null=True),
+        "run_created": serializers.BooleanField(),
+        "active_model": serializers.IntegerField(allow_null=True)})})
+    def post(self, request):
+        data = MlFirstInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        patch = get_object_or_404(Patch, pk=data.validated_data["patch"])
+        routing = ml_first_route(patch=patch, trigger=f"api:{request.user.get_username()}")
+        prediction = routing.prediction
+        return Response({
+            "route": prediction.route, "reason": prediction.reason,
+            "prediction": PredictionOutput(prediction).data,
+            "run": routing.run.pk if routing.run else None, "run_created": routing.run_created,
+            "active_model": prediction.model_version.version
+            if prediction.model_version else None,
+        })
+
+
+class ModelListApi(ListAPIView):
+    serializer_class = ModelVersionOutput
+    permission_classes = [has_perm("ml.view_modelversion")]
+    queryset = ModelVersion.objects.defer("artifact").order_by("-version")
+
+
+class ModelDetailApi(RetrieveAPIView):
+    serializer_class = ModelVersionOutput
+    permission_classes = [has_perm("ml.view_modelversion")]
+    queryset = ModelVersion.objects.defer("artifact")
+    lookup_field = "version"
+
+
+class ActivateInput(serializers.Serializer):
+    reason = serializers.CharField(min_length=10, max_length=2000)
+
+
+class ModelActivateApi(APIView):
+    """Make a model version the active one (leads; audited with who, when, from where)."""
+
+    permission_classes = [has_perm("ml.activate_modelversion")]
+
+    @extend_schema(request=ActivateInput, responses={200: ModelVersionOutput})
+    def post(self, request, version: int):
+        data = ActivateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        model = get_object_or_404(ModelVersion.objects.defer("artifact"), version=version)
+        model_activate(model_version=model, actor=request.user, via="api",
+                       reason=data.validated_data["reason"],
+                       client_ip=request.META.get("REMOTE_ADDR") or None,
+                       user_agent=request.META.get("HTTP_USER_AGENT", ""))
+        model.refresh_from_db()
+        return Response(ModelVersionOutput(model).data)
+
+
+class TrainApi(APIView):
+    """Queue a training (leads): 202 with the labels there are now."""
+
+    permission_classes = [IsAuthenticated, has_perm("ml.activate_modelversion")]
+
+    @extend_schema(request=None, responses={202: inline_serializer("TrainOutput", {
+        "queued": serializers.BooleanField(), "labels": serializers.DictField()})})
+    def post(self, request):
+        from apps.ml.tasks import train_model
+
+        trigger = f"api:{request.user.get_username()}"
+        transaction.on_commit(lambda: train_model.delay(trigger))
+        return Response({"queued": True, "labels": labels_count()}, status=202)
+
+
+class PredictionListApi(ListAPIView):
+    serializer_class = PredictionOutput
+    permission_classes = [has_perm("ml.view_prediction")]
+
+    def get_queryset(self):
+        qs = Prediction.objects.select_related("model_version").order_by("-created_at")
+        patch = self.request.query_params.get("patch")
+        if patch and patch.isdigit():
+            qs = qs.filter(patch_id=int(patch))
+        return qs

@@ -1,0 +1,302 @@
+"""Writes of ML-first: training and activating model versions, predicting and routing.
+
+Routing (spec, Pipeline 6): with an active model, a proposed patch is predicted; when the
+model is at least ``ML_FIRST_THRESHOLD`` sure either way it goes straight to review with the
+prediction (route ``ml``), otherwise a full wargame runs (route ``wargame``). With no active
+model every patch is wargamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import structlog
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from apps.core.errors import ConflictError, NotFoundError
+from apps.ml import training
+from apps.ml.errors import ModelIntegrityError, NotEnoughLabels
+from apps.ml.features import feature_hash, patch_features
+from apps.ml.models import ModelActivation, ModelVersion, Prediction, Route
+from apps.reviews.models import APVStatus, Patch
+from apps.wargaming.models import RunState, Verdict, WargameRun
+
+log = structlog.get_logger(__name__)
+
+#: Wargame verdicts that are labels (positive = the patch is effective). error, timeout,
+#: inconclusive and not_reproducible say nothing about the patch, so they teach nothing.
+LABELS = {Verdict.PATCH_EFFECTIVE: 1, Verdict.PATCH_INEFFECTIVE: 0, Verdict.REGRESSION: 0}
+
+#: skops refuses to load a type it was not told to trust; these are the only non-default
+#: types our pipelines hold. Anything else in an artifact means it is not ours.
+TRUSTED_TYPES = frozenset({
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.tree._tree.Tree",
+})
+
+_loaded: dict[int, tuple[str, object]] = {}
+
+
+def label_of(verdict: str) -> int | None:
+    return LABELS.get(verdict)
+
+
+# --- Training ---------------------------------------------------------------------------------
+
+def training_set() -> tuple[list[dict], list[int], int]:
+    """(features, labels, newest run id) from every finished wargame of a patch revision
+    whose verdict is a label: the real outcomes, nothing hand-written."""
+    runs = (WargameRun.objects.filter(patch__isnull=False, state=RunState.FINISHED,
+                                      verdict__in=list(LABELS))
+            .select_related("patch").order_by("id"))
+    features, labels, newest = [], [], 0
+    for run in runs:
+        if run.patch.revision != run.patch_revision:
+            continue  # a run of an older revision; that revision's diff is gone
+        features.append(patch_features(run.patch))
+        labels.append(LABELS[run.verdict])
+        newest = max(newest, run.pk)
+    return features, labels, newest
+
+
+def labels_count() -> dict[str, int]:
+    _, labels, _ = training_set()
+    return {"effective": sum(labels), "not_effective": len(labels) - sum(labels)}
+
+
+def model_train(*, trigger: str, user=None, activate: bool | None = None) -> ModelVersion:
+    """Train, cross-validate and store a model version. It becomes active when ``activate``
+    says so, or (``None``) when no version is active yet. Raises NotEnoughLabels."""
+    import skops.io
+
+    features, labels, newest = training_set()
+    try:
+        trained = training.train(features, labels,
+                                 min_per_class=settings.ML_MIN_LABELS_PER_CLASS)
+    except training.NotEnoughLabels as exc:
+        raise NotEnoughLabels(str(exc), details={"labels": exc.counts,
+                                                 "minimum_per_class": exc.minimum}) from exc
+    artifact = skops.io.dumps(trained.pipeline)
+    fields = dict(
+        algorithm=trained.algorithm, parameters=trained.parameters,
+        feature_names=trained.feature_names, feature_means=trained.feature_means,
+        training_size=len(labels), class_balance=trained.class_balance,
+        last_label_run_id=newest, cv_folds=trained.folds,
+        cv_accuracy=trained.metrics["accuracy"], cv_precision=trained.metrics["precision"],
+        cv_recall=trained.metrics["recall"], cv_f1=trained.metrics["f1"],
+        cv_roc_auc=trained.metrics["roc_auc"], cv_brier=trained.metrics["brier"],
+        candidates=trained.candidates, artifact=artifact,
+        artifact_sha256=hashlib.sha256(artifact).hexdigest(), trigger=trigger,
+        trained_by=user if user is not None and user.is_authenticated else None,
+        training_seconds=round(trained.seconds, 3),
+    )
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                latest = ModelVersion.objects.aggregate(v=Max("version"))["v"] or 0
+                version = ModelVersion.objects.create(version=latest + 1, **fields)
+                if activate or (activate is None and
+                                not ModelVersion.objects.filter(is_active=True).exists()):
+                    model_activate(model_version=version, actor=user,
+                                   actor_name=trigger if user is None else None,
+                                   via="training", reason="trained "
+                                   + ("and activated on request" if activate else
+                                      "while no version was active"))
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    log.info("ml.model_trained", version=version.version, algorithm=version.algorithm,
+             size=version.training_size, cv_accuracy=round(version.cv_accuracy, 3),
+             active=version.is_active)
+    return version
+
+
+def retrain_if_new_labels(*, trigger: str = "beat") -> ModelVersion | None:
+    """Weekly: train when at least ML_RETRAIN_MIN_NEW_LABELS labels arrived since the
+    newest version (or there is no version). The new version becomes active only when
+    none is: replacing a model a lead chose is the lead's call."""
+    latest = ModelVersion.objects.order_by("-version").first()
+    since = latest.last_label_run_id if latest else 0
+    new = WargameRun.objects.filter(patch__isnull=False, state=RunState.FINISHED,
+                                    verdict__in=list(LABELS), pk__gt=since).count()
+    if latest is not None and new < settings.ML_RETRAIN_MIN_NEW_LABELS:
+        log.info("ml.retrain_skipped", new_labels=new,
+                 needed=settings.ML_RETRAIN_MIN_NEW_LABELS)
+        return None
+    try:
+        return model_train(trigger=trigger)
+    except NotEnoughLabels as exc:
+        log.info("ml.retrain_skipped", reason=exc.message)
+        return None
+
+
+# --- Activation ---------------------------------------------------------------------------
+
+@transaction.atomic
+def model_activate(*, model_version: ModelVersion, actor=None, actor_name: str | None = None,
+                   via: str, reason: str = "", client_ip: str | None = None,
+                   user_agent: str = "") -> ModelActivation:
+    """Make ``model_version`` the one active version, with an audit row in the same
+    transaction. Activating the active version again is refused (409)."""
+    locked = list(ModelVersion.objects.select_for_update().filter(
+        Q(pk=model_version.pk) | Q(is_active=True)).defer("artifact"))
+    target = next((m for m in locked if m.pk == model_version.pk), None)
+    if target is None:
+        raise NotFoundError(f"model version {model_version.pk} does not exist")
+    if target.is_active:
+        raise ConflictError(f"model v{target.version} is already active")
+    previous = next((m for m in locked if m.is_active), None)
+    now = timezone.now()
+    if previous is not None:
+        ModelVersion.objects.filter(pk=previous.pk).update(is_active=False, updated_at=now)
+    ModelVersion.objects.filter(pk=target.pk).update(is_active=True, activated_at=now,
+                                                     updated_at=now)
+    model_version.is_active, model_version.activated_at = True, now
+    name = actor_name or (actor.get_username() if actor is not None else "system")
+    audit = ModelActivation.objects.create(
+        model_version=target, previous=previous, actor=actor, actor_name=name, via=via,
+        reason=reason, client_ip=client_ip, user_agent=user_agent[:1000], at=now)
+    log.info("ml.model_activated", version=target.version, by=name, via=via,
+             previous=previous.version if previous else None)
+    return audit
+
+
+# --- Predicting ---------------------------------------------------------------------------
+
+def active_model() -> ModelVersion | None:
+    return (ModelVersion.objects.filter(is_active=True)
+            .only("pk", "version", "artifact_sha256", "feature_means").first())
+
+
+def model_load(model_version: ModelVersion):
+    """The fitted pipeline, from the process cache or the database; the artifact's
+    SHA-256 must match the one recorded at training, and only known types are loaded."""
+    import skops.io
+
+    hit = _loaded.get(model_version.pk)
+    if hit and hit[0] == model_version.artifact_sha256:
+        return hit[1]
+    blob = bytes(ModelVersion.objects.values_list("artifact", flat=True)
+                 .get(pk=model_version.pk))
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != model_version.artifact_sha256:
+        raise ModelIntegrityError(
+            f"model v{model_version.version}: artifact hash {digest[:12]}… does not match "
+            f"the recorded {model_version.artifact_sha256[:12]}…; refusing to load it")
+    untrusted = set(skops.io.get_untrusted_types(data=blob))
+    if untrusted - TRUSTED_TYPES:
+        raise ModelIntegrityError(f"model v{model_version.version} holds unexpected types: "
+                                  + ", ".join(sorted(untrusted - TRUSTED_TYPES)))
+    pipeline = skops.io.loads(blob, trusted=sorted(untrusted))
+    _loaded[model_version.pk] = (digest, pipeline)
+    return pipeline
+
+
+@dataclass(frozen=True)
+class Estimate:
+    probability: float
+    top_features: list[dict]
+    latency_ms: float
+    cached: bool
+
+
+def estimate(model_version: ModelVersion, features: dict) -> Estimate:
+    """P(effective) for a feature dictionary; cached 24 h by (model version, feature hash)."""
+    started = time.perf_counter()
+    key = f"ml:prediction:v{model_version.version}:{feature_hash(features)}"
+    hit = cache.get(key)
+    if hit is not None:
+        return Estimate(hit["p"], hit["top"], (time.perf_counter() - started) * 1000, True)
+    pipeline = model_load(model_version)
+    probability, top = training.explain(pipeline, features, model_version.feature_means)
+    cache.set(key, {"p": probability, "top": top}, settings.ML_PREDICTION_CACHE_S)
+    return Estimate(probability, top, (time.perf_counter() - started) * 1000, False)
+
+
+def prediction_make(*, patch: Patch, trigger: str) -> Prediction:
+    """Predict this patch revision with the active model and choose its route."""
+    model = active_model()
+    threshold = settings.ML_FIRST_THRESHOLD
+    features = patch_features(patch) if model is not None else {}
+    fields = dict(patch=patch, patch_revision=patch.revision, threshold=threshold,
+                  features=features, feature_hash=feature_hash(features), trigger=trigger)
+    if model is None:
+        return Prediction.objects.create(route=Route.WARGAME, reason="no active model: "
+                                         "every patch is wargamed", **fields)
+    try:
+        result = estimate(model, features)
+    except Exception as exc:  # noqa: BLE001 (a broken model must never block a proposal)
+        message = exc.message if isinstance(exc, ModelIntegrityError) else (
+            f"model v{model.version} failed to predict ({type(exc).__name__}); "
+            "a wargame decides")
+        log.error("ml.model_unusable", version=model.version, error=message)
+        return Prediction.objects.create(model_version=model, route=Route.WARGAME,
+                                         reason=message[:300], **fields)
+    confidence = max(result.probability, 1 - result.probability)
+    route = Route.ML if confidence >= threshold else Route.WARGAME
+    reason = (f"confidence {confidence:.2f} ≥ {threshold:.2f}" if route == Route.ML
+              else f"confidence {confidence:.2f} < {threshold:.2f}: a wargame decides")
+    return Prediction.objects.create(
+        model_version=model, probability=result.probability, confidence=confidence,
+        predicted_effective=result.probability >= 0.5, route=route, reason=reason,
+        top_features=result.top_features, latency_ms=round(result.latency_ms, 3),
+        cached=result.cached, **fields)
+
+
+@dataclass(frozen=True)
+class Routing:
+    prediction: Prediction
+    run: WargameRun | None
+    run_created: bool
+
+
+def ml_first_route(*, patch: Patch, trigger: str) -> Routing:
+    """Predict and route one patch revision. Route ``ml``: its APVs waiting in
+    ``patch_proposed`` go to ``pending_review`` and A/B testing may queue a shadow
+    wargame. Route ``wargame``: a run is queued (the existing one if this revision has
+    one). Runs start after commit."""
+    from apps.ab_testing.services import ab_shadow_maybe
+    from apps.reviews.services.apvs import apvs_move_for_patch
+    from apps.wargaming.services import wargame_start
+    from apps.wargaming.tasks import run_wargame
+
+    with transaction.atomic():
+        prediction = prediction_make(patch=patch, trigger=trigger)
+        run, created = None, False
+        if prediction.route == Route.ML:
+            apvs_move_for_patch(patch=patch, status=APVStatus.PENDING_REVIEW,
+                                before=(APVStatus.PATCH_PROPOSED,))
+            run, created = ab_shadow_maybe(prediction=prediction)
+        else:
+            run, created = wargame_start(patch=patch, trigger=f"ml-first:{trigger}")
+            prediction.wargame_run = run
+            prediction.save(update_fields=["wargame_run", "updated_at"])
+        if created:
+            transaction.on_commit(lambda: run_wargame.delay(run.pk))
+    log.info("ml.routed", patch=patch.pk, revision=patch.revision, route=prediction.route,
+             probability=prediction.probability, run=run.pk if run else None)
+    return Routing(prediction, run, created)
+
+
+def predictions_settle(*, run: WargameRun) -> int:
+    """Record a finished run's verdict on the predictions of its patch revision."""
+    label = label_of(run.verdict)
+    if run.patch_id is None or label is None:
+        return 0
+    settled = 0
+    for prediction in Prediction.objects.filter(
+            patch_id=run.patch_id, patch_revision=run.patch_revision,
+            predicted_effective__isnull=False, outcome_verdict=""):
+        prediction.outcome_verdict = run.verdict
+        prediction.agrees = prediction.predicted_effective == bool(label)
+        prediction.save(update_fields=["outcome_verdict", "agrees", "updated_at"])
+        settled += 1
+    return settled
