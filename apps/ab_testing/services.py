@@ -100,7 +100,18 @@ def ab_result_record(*, run) -> ABTestResult | None:
     if experiment is None:
         return None
     label = label_of(run.verdict)
-    result = ABTestResult.objects.create(
+    try:
+        with transaction.atomic():
+            result = _result_create(experiment, prediction, run, label)
+    except IntegrityError:
+        return None  # recorded meanwhile by a redelivered task: one pair per prediction
+    transaction.on_commit(_invalidate_accuracy)
+    log.info("ab.result", result=result.pk, correct=result.correct, verdict=run.verdict)
+    return result
+
+
+def _result_create(experiment, prediction, run, label) -> ABTestResult:
+    return ABTestResult.objects.create(
         experiment=experiment, prediction=prediction, wargame_run=run,
         model_version=prediction.model_version, probability=prediction.probability,
         predicted_effective=prediction.predicted_effective, wargame_verdict=run.verdict,
@@ -108,9 +119,6 @@ def ab_result_record(*, run) -> ABTestResult | None:
         correct=None if label is None else prediction.predicted_effective == bool(label),
         ml_latency_ms=prediction.latency_ms or 0.0, wargame_duration_s=run.duration_s,
         recorded_at=timezone.now())
-    transaction.on_commit(_invalidate_accuracy)
-    log.info("ab.result", result=result.pk, correct=result.correct, verdict=run.verdict)
-    return result
 
 
 def _invalidate_accuracy() -> None:

@@ -189,8 +189,9 @@ class Demo:
         made += proposals.proposed
         code = self._code_patches(project)
         made += code
+        bad = len(BAD_UPGRADES.get(project.name, {})) if with_bad_upgrades else 0
         self._step(f"patches for {project.name}: {len(made) - len(code)} upgrade(s) "
-                   f"({len(BAD_UPGRADES.get(project.name, {}))} of them deliberately bad), "
+                   f"({bad} of them deliberately bad), "
                    f"{len(proposals.manual)} manual, {len(code)} code patch(es)")
         return made
 

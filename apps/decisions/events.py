@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from apps.decisions.models import Decision, DecisionAudit
+from apps.ml.selectors import prediction_snapshot
 from apps.reviews.models import APV
 
 #: Diffs larger than this are cut in the snapshot (the full diff stays on the patch row).
@@ -42,8 +43,7 @@ def apv_snapshot(apv: APV) -> dict:
             "diff_truncated": len(patch.diff) > SNAPSHOT_DIFF_LIMIT,
         },
         "wargame_verdict": _wargame(patch),
-        # Filled once ML-first (issue 7) exists.
-        "prediction": None,
+        "prediction": prediction_snapshot(patch),
     }
 
 

@@ -276,7 +276,7 @@ def ml_first_route(*, patch: Patch, trigger: str) -> Routing:
                                 before=(APVStatus.PATCH_PROPOSED,))
             run, created = ab_shadow_maybe(prediction=prediction)
         else:
-            run, created = wargame_start(patch=patch, trigger=f"ml-first:{trigger}")
+            run, created = wargame_start(patch=patch, trigger=trigger)
             prediction.wargame_run = run
             prediction.save(update_fields=["wargame_run", "updated_at"])
         if created:

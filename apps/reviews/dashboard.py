@@ -1,6 +1,6 @@
 """The numbers behind the admin index dashboard: the state of the review work at a glance.
 
-``dashboard_data`` runs a constant number of queries (three), whatever the number of APVs
+``dashboard_data`` runs a constant number of queries, whatever the number of APVs
 and decisions: counts are aggregated in the database; only the median time to decision is
 computed here, over the ``review_seconds`` of the decisions in the window.
 """
@@ -111,7 +111,33 @@ def dashboard_data(*, now: datetime | None = None, days: int = 14) -> dict:
         "decisions_total": sum(day["total"] for day in per_day),
         "median_seconds": _median(seconds),
         "median_count": len(seconds),
-        # Filled by the wargame and model issues; None means "nothing yet" to the template.
-        "wargame_verdicts": None,
-        "model_accuracy": None,
+        # None means "nothing yet" to the template.
+        "wargame_verdicts": _wargame_verdicts(),
+        "model_accuracy": _model_accuracy(),
     }
+
+
+def _wargame_verdicts() -> dict[str, int] | None:
+    """Finished runs per verdict (one query)."""
+    from apps.wargaming.models import RunState, WargameRun
+
+    rows = (WargameRun.objects.filter(state=RunState.FINISHED).order_by().values("verdict")
+            .annotate(n=Count("id")))
+    counts = {row["verdict"]: row["n"] for row in rows}
+    return counts or None
+
+
+def _model_accuracy() -> dict | None:
+    """The active model's cross-validated accuracy and the A/B accuracy (cached report)."""
+    from apps.ab_testing.selectors import accuracy_report
+    from apps.ml.models import ModelVersion
+
+    model = (ModelVersion.objects.filter(is_active=True)
+             .only("version", "algorithm", "cv_accuracy", "training_size").first())
+    if model is None:
+        return None
+    report = accuracy_report()
+    return {"version": model.version, "algorithm": model.algorithm,
+            "cv_accuracy": model.cv_accuracy, "training_size": model.training_size,
+            "ab_accuracy": report["accuracy"], "ab_ci95": report["accuracy_ci95"],
+            "ab_sample_size": report["sample_size"]}

@@ -15,7 +15,7 @@ def test_demo_loads_bundled_advisories_and_scans_the_demo_repository(settings, t
     out = io.StringIO()
     call_command("demo", "--no-wargame", stdout=out)
     assert (tmp_path / "repos" / "demo" / ".git").is_dir()
-    assert Advisory.objects.filter(source="immune-demo").count() == 59  # 55 + 4 demo-service
+    assert Advisory.objects.filter(source="immune-demo").count() == 62  # 55 + 7 demo-service
     packages = set(APV.objects.values_list("dependency__normalised_name", flat=True))
     assert {"pyyaml", "jinja2", "urllib3", "django"} <= packages
     assert "markupsafe" not in packages  # pinned, but no advisory affects 1.1.1
@@ -24,4 +24,5 @@ def test_demo_loads_bundled_advisories_and_scans_the_demo_repository(settings, t
     assert set(APV.objects.values_list("code", flat=True)) == codes
     assert "0 new" not in out.getvalue()
     assert set(APV.objects.values_list("status", flat=True)) == {"pending_review"}
-    assert "patches: 9 upgrade branch(es), 1 manual, 0 failed; 6 code patch(es)" in out.getvalue()
+    assert "patches for demo: 9 upgrade(s) (0 of them deliberately bad), 1 manual, 14 code " \
+        "patch(es)" in out.getvalue()

@@ -25,7 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 PASSWORD = "e2e-Reviewer-Passw0rd!"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the set-up runs the demo
 
 
 def _need_browser():
@@ -59,7 +59,7 @@ def _database_url(tmp_path: Path) -> str:
 
 def _manage(env, *args, stdin: str | None = None):
     done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -72,7 +72,9 @@ def server(tmp_path_factory):
     env.update({"IMMUNE_DATA_DIR": str(tmp), "DATABASE_URL": _database_url(tmp),
                 "DJANGO_ENV": "development", "DEBUG": "true", "LOG_LEVEL": "WARNING"})
     _manage(env, "migrate", "--noinput")
-    _manage(env, "demo")  # real wargames, a model and an A/B report, so the pages show them
+    # Real wargames, a model and an A/B report, so the pages show them; the runs routing
+    # queues execute in the demo's process, not on the CI's shared Redis broker.
+    _manage({**env, "CELERY_TASK_ALWAYS_EAGER": "true"}, "demo")
     _manage(env, "create_reviewer", "rita", "--password-stdin", stdin=PASSWORD + "\n")
     _manage(env, "create_reviewer", "leo", "--lead", "--password-stdin", stdin=PASSWORD + "\n")
     port = free_port()
@@ -133,7 +135,7 @@ def test_approve_in_the_browser_merges_and_the_other_queue_updates_live(browser,
     if screenshots:
         rita.screenshot(path=str(Path(screenshots) / "queue.png"))
 
-    row = rita.locator("#result_list tr", has_text="PyYAML")
+    row = rita.locator("#result_list tr", has_text="PyYAML 5.3.1")
     code = row.locator("a.apv-code").inner_text()
     assert leo.locator(f'a.apv-code[data-apv="{code}"]').count() == 1
     row.locator("a.apv-code").click()
@@ -175,6 +177,34 @@ def test_reviewer_without_the_lead_role_cannot_accept_risk(browser, server):
     href = page.locator("a.decide-approve").get_attribute("href")
     page.goto(server["url"] + href.replace("/approve/", "/accept_risk/"))
     assert "Only leads may accept a risk." in page.locator("ul.messagelist").inner_text()
+    context.close()
+
+
+def test_prediction_and_ab_report_pages(browser, server):
+    """An ML-routed APV shows its prediction and what drove it; the A/B report shows the
+    confusion matrix and accuracy built from the demo's shadow wargames."""
+    apv_id = _manage(server["env"], "shell", "-c", (
+        "from apps.ml.models import Prediction\n"
+        "p = Prediction.objects.filter(route='ml', patch__apvs__status='pending_review')"
+        ".order_by('id').first()\n"
+        "print(p.patch.apvs.first().pk)")).strip().splitlines()[-1]
+    context, page = login(browser, server, "leo")
+    page.goto(f"{server['url']}/admin/reviews/apv/{apv_id}/change/")
+    prediction = page.wait_for_selector("p.prediction").inner_text()
+    assert "P(effective)" in prediction and "Route: ML" in prediction
+    assert page.locator("table.top-features tbody tr").count() >= 1
+    screenshots = os.environ.get("IMMUNE_SCREENSHOTS")
+    if screenshots:
+        page.screenshot(path=str(Path(screenshots) / "prediction.png"), full_page=True)
+    page.goto(f"{server['url']}/admin/ab_testing/abtestresult/")
+    accuracy = page.wait_for_selector("#ab-accuracy").inner_text()
+    assert "Accuracy" in accuracy and "95 % CI" in accuracy
+    cells = [page.locator(f"#cm-{k}").inner_text() for k in ("tp", "fp", "fn", "tn")]
+    total = sum(int(c.split()[1]) for c in cells)
+    assert f"n = {total}" in accuracy and total > 0
+    assert page.locator("svg.ab-chart circle").count() >= 1
+    if screenshots:
+        page.screenshot(path=str(Path(screenshots) / "ab_report.png"), full_page=True)
     context.close()
 
 

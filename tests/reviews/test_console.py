@@ -33,7 +33,7 @@ def test_queue_defaults_to_pending_and_escalated_by_priority(client, reviewer, d
     client.force_login(reviewer)
     page = client.get("/admin/reviews/apv/").content.decode()
     shown = codes_on(page)
-    assert len(shown) == APV.objects.filter(status="pending_review").count() == 59
+    assert len(shown) == APV.objects.filter(status="pending_review").count() == 62
     ordered = list(APV.objects.order_by("-priority", "sla_due_at", "code")
                    .values_list("code", flat=True))
     assert shown == ordered
@@ -61,9 +61,9 @@ def test_queue_filters_and_search(client, reviewer, demo):
     mine = codes_on(client.get("/admin/reviews/apv/", {"assigned": "me"}).content.decode())
     assert mine == []
     upgrades = client.get("/admin/reviews/apv/", {"strategy": "dependency_upgrade"})
-    assert len(codes_on(upgrades.content.decode())) == 55  # the 4 demo-service APVs: code
+    assert len(codes_on(upgrades.content.decode())) == 55  # the 7 demo-service APVs: code
     code = client.get("/admin/reviews/apv/", {"strategy": "code_patch"}).content.decode()
-    assert len(codes_on(code)) == 4
+    assert len(codes_on(code)) == 7
 
 
 def test_queue_query_count_does_not_grow_with_rows(client, reviewer, demo):
@@ -77,7 +77,7 @@ def test_queue_query_count_does_not_grow_with_rows(client, reviewer, demo):
 
     few, n_few = queries({"q": "pyyaml"})
     many, n_many = queries({})
-    assert n_few == 1 and n_many == 59
+    assert n_few == 1 and n_many == 62
     assert few == many
 
 

@@ -21,6 +21,7 @@ from apps.decisions.events import DecisionContext
 from apps.decisions.models import DecisionType
 from apps.decisions.selectors import decision_list
 from apps.decisions.services import decision_denial, decision_record, decisions_allowed
+from apps.ml.selectors import prediction_latest
 from apps.reviews import queue
 from apps.reviews.admin.forms import BulkDecisionForm, DecisionForm
 from apps.reviews.diffs import diff_css, diff_html
@@ -240,6 +241,7 @@ class APVAdmin(admin.ModelAdmin):
             "severity_colour": SEVERITY_COLOURS.get(apv.severity, "#6b7280"),
             "wargame": WargameRun.objects.filter(patch=patch).prefetch_related("phases")
             .order_by("-id").first() if patch else None,
+            "prediction": prediction_latest(patch),
             "has_view_permission": True, "original": apv,
         }
         return TemplateResponse(request, self.change_form_template, context)

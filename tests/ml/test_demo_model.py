@@ -1,0 +1,154 @@
+"""ML-first and A/B testing on real wargame results: ``manage.py demo`` wargames its corpus
+for real in this test, trains on those verdicts, routes a second project's patches and
+shadow-wargames the ML-routed ones. Every check below recomputes a number from the stored
+runs and compares it with what the model, the routes and the accuracy report say."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from rest_framework.test import APIClient
+
+from apps.ab_testing.models import ABTestResult
+from apps.ab_testing.selectors import confusion
+from apps.decisions.models import DecisionAudit
+from apps.ml import services, training
+from apps.ml.errors import ModelIntegrityError
+from apps.ml.models import ModelActivation, ModelVersion, Prediction
+from apps.reviews.models import APV
+from apps.wargaming.models import WargameRun
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db, pytest.mark.timeout(1200)]
+
+LABELS = {"patch_effective": True, "patch_ineffective": False, "regression": False}
+
+
+@pytest.fixture
+def demo(settings, tmp_path):
+    settings.IMMUNE_DATA_DIR = tmp_path
+    out = io.StringIO()
+    call_command("demo", stdout=out)
+    return out.getvalue()
+
+
+def _api(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_demo_trains_on_real_verdicts_and_reports_real_accuracy(demo, reviewer, lead):
+    model = ModelVersion.objects.get(is_active=True)
+    assert model.trigger == "demo" and f"model v{model.version}" in demo
+
+    # The training set is exactly the label verdicts of the corpus runs before the model.
+    corpus = WargameRun.objects.filter(patch__project__name="demo", state="finished",
+                                       pk__lte=model.last_label_run_id)
+    labels = [LABELS[v] for v in corpus.values_list("verdict", flat=True) if v in LABELS]
+    assert model.training_size == len(labels) >= 20
+    assert model.class_balance == {"effective": sum(labels),
+                                   "not_effective": len(labels) - sum(labels)}
+    assert model.class_balance["not_effective"] >= 5 and model.class_balance["effective"] >= 5
+    assert {c["algorithm"] for c in model.candidates} == set(training.CANDIDATES)
+    chosen = next(c for c in model.candidates if c["chosen"])
+    assert chosen["algorithm"] == model.algorithm and chosen["brier"] == model.cv_brier
+    assert chosen["brier"] <= min(c["brier"] for c in model.candidates) + 1e-4
+    assert 0 <= model.cv_brier <= 1 and model.cv_accuracy > 0.5
+    # The activation is audited.
+    assert ModelActivation.objects.filter(model_version=model, via="training").exists()
+
+    # Routes: the second project's proposals were predicted by the model; each route follows
+    # from the stored confidence and threshold, and a reload of the stored artifact gives
+    # the same probability for the stored features.
+    predictions = list(Prediction.objects.filter(patch__project__name="demo-shop",
+                                                 model_version=model))
+    assert predictions, demo
+    routes = {p.route for p in predictions}
+    assert "ml" in routes, demo
+    pipeline = services.model_load(model)
+    for p in predictions:
+        assert p.route == ("ml" if p.confidence >= p.threshold else "wargame")
+        again, _ = training.explain(pipeline, p.features, model.feature_means)
+        assert again == pytest.approx(p.probability, abs=1e-9)
+        assert p.latency_ms is not None and p.features["strategy"] == p.patch.strategy
+        if p.route == "wargame":
+            assert p.wargame_run is not None and p.wargame_run.state == "finished"
+    # ML-routed APVs were not held back: they wait for review.
+    ml_routed = [p for p in predictions if p.route == "ml" and p.patch.apvs.exists()]
+    for p in ml_routed:
+        assert set(p.patch.apvs.values_list("status", flat=True)) <= {"pending_review"}
+
+    # A/B: the demo samples every ML-routed patch (rate 1.0); each pair agrees with its run.
+    results = list(ABTestResult.objects.select_related("prediction", "wargame_run"))
+    assert len(results) == len([p for p in predictions if p.route == "ml"]) > 0
+    for r in results:
+        assert r.prediction.route == "ml" and r.prediction.ab_sampled
+        assert r.wargame_run.trigger == "ab_test" and r.wargame_verdict == r.wargame_run.verdict
+        if r.wargame_verdict in LABELS:
+            assert r.actual_effective is LABELS[r.wargame_verdict]
+            assert r.correct is (r.predicted_effective == r.actual_effective)
+        assert r.model_version_id == model.pk
+
+    # The accuracy report is the confusion matrix of the stored pairs.
+    counted = [(r.predicted_effective, r.actual_effective) for r in results
+               if r.correct is not None]
+    expected = confusion(counted)
+    api = _api(reviewer)
+    report = api.get("/api/v1/wargaming/ml/accuracy").json()
+    assert report["confusion_matrix"] == expected["confusion_matrix"]
+    assert report["sample_size"] == len(counted) > 0
+    assert report["accuracy"] == pytest.approx(sum(p == a for p, a in counted) / len(counted))
+    low, high = report["accuracy_ci95"]
+    assert low <= report["accuracy"] <= high
+    assert api.get("/api/v1/wargaming/ml/accuracy").json()["cached"] is True
+    only_other = api.get("/api/v1/wargaming/ml/accuracy", {"model_version": model.version + 1})
+    assert only_other.json()["sample_size"] == 0
+    listed = api.get("/api/v1/ab-testing/results").json()
+    assert listed["count"] == len(results)
+
+    # A reviewer's decision on an ML-routed APV keeps the prediction they saw.
+    apv = APV.objects.filter(current_patch__predictions__route="ml",
+                             status="pending_review").first()
+    if apv is not None:
+        response = api.post(f"/api/v1/apvs/{apv.code}/decisions/", {
+            "decision": "reject", "justification": "Prefer to wait for the next release.",
+            "confidence": 0.7}, format="json")
+        assert response.status_code == 201, response.json()
+        snapshot = DecisionAudit.objects.get(decision__apv=apv).snapshot
+        assert snapshot["prediction"]["route"] == "ml"
+        assert snapshot["prediction"]["model_version"] == model.version
+
+    # A second demo adds nothing: no new runs, no new model (no new labels).
+    runs, versions = WargameRun.objects.count(), ModelVersion.objects.count()
+    call_command("demo", stdout=io.StringIO())
+    assert WargameRun.objects.count() == runs and ModelVersion.objects.count() == versions
+
+    # A new model version (trained again on the same real labels) is not active until a
+    # lead activates it; the activation is audited, and a reviewer may not do it.
+    v2 = services.model_train(trigger="test")
+    assert not v2.is_active
+    refused = api.post(f"/api/v1/ml/models/{v2.version}/activate",
+                       {"reason": "newer labels, better CV"}, format="json")
+    assert refused.status_code == 403
+    done = _api(lead).post(f"/api/v1/ml/models/{v2.version}/activate",
+                           {"reason": "newer labels, better CV"}, format="json",
+                           REMOTE_ADDR="10.1.2.3")
+    assert done.status_code == 200 and done.json()["is_active"] is True
+    audit = ModelActivation.objects.get(model_version=v2)
+    assert (audit.actor_name, audit.previous_id, audit.client_ip) == ("leo", model.pk,
+                                                                      "10.1.2.3")
+    assert ModelVersion.objects.filter(is_active=True).count() == 1
+
+    # A tampered artifact is refused on load, and routing falls back to a wargame.
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE ml_modelversion SET artifact = %s WHERE id = %s",
+                       [b"not a model", v2.pk])
+    services._loaded.clear()
+    with pytest.raises(ModelIntegrityError, match="does not match"):
+        services.model_load(ModelVersion.objects.get(pk=v2.pk))
+    patch = predictions[0].patch
+    routed = api.post("/api/v1/wargaming/ml-first", {"patch": patch.pk}, format="json").json()
+    assert routed["route"] == "wargame" and "does not match" in routed["reason"]
