@@ -65,5 +65,5 @@ class ABTestResult(models.Model):
         ordering = ["-recorded_at"]
 
     def __str__(self) -> str:
-        return (f"v{self.model_version_id} said {'effective' if self.predicted_effective else 'not'}"
-                f", wargame {self.wargame_verdict}")
+        said = "effective" if self.predicted_effective else "not effective"
+        return f"model said {said}, wargame {self.wargame_verdict}"

@@ -246,16 +246,20 @@ class Demo:
     def train(self) -> None:
         from apps.ml.errors import NotEnoughLabels
         from apps.ml.models import ModelVersion
-        from apps.ml.services import model_train, retrain_if_new_labels
+        from apps.ml.services import model_train
 
-        active = ModelVersion.objects.filter(is_active=True).first()
+        active = ModelVersion.objects.filter(is_active=True).defer("artifact").first()
+        if active is not None:
+            # Run again: keep the model the A/B report is about (beat or train_model train
+            # new versions; a lead activates them).
+            self.report.model_version = active.version
+            self._step(f"model v{active.version} is active; not retrained")
+            return
         try:
-            version = (retrain_if_new_labels(trigger="demo") if active
-                       else model_train(trigger="demo", activate=True))
+            version = model_train(trigger="demo", activate=True)
         except NotEnoughLabels as exc:
             self._step(f"model: not trained — {exc.message}")
             return
-        version = version or active
         self.report.model_version = version.version
         self._step(
             f"model v{version.version} ({version.algorithm}) on {version.training_size} "

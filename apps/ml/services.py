@@ -84,19 +84,19 @@ def model_train(*, trigger: str, user=None, activate: bool | None = None) -> Mod
         raise NotEnoughLabels(str(exc), details={"labels": exc.counts,
                                                  "minimum_per_class": exc.minimum}) from exc
     artifact = skops.io.dumps(trained.pipeline)
-    fields = dict(
-        algorithm=trained.algorithm, parameters=trained.parameters,
-        feature_names=trained.feature_names, feature_means=trained.feature_means,
-        training_size=len(labels), class_balance=trained.class_balance,
-        last_label_run_id=newest, cv_folds=trained.folds,
-        cv_accuracy=trained.metrics["accuracy"], cv_precision=trained.metrics["precision"],
-        cv_recall=trained.metrics["recall"], cv_f1=trained.metrics["f1"],
-        cv_roc_auc=trained.metrics["roc_auc"], cv_brier=trained.metrics["brier"],
-        candidates=trained.candidates, artifact=artifact,
-        artifact_sha256=hashlib.sha256(artifact).hexdigest(), trigger=trigger,
-        trained_by=user if user is not None and user.is_authenticated else None,
-        training_seconds=round(trained.seconds, 3),
-    )
+    fields = {
+        "algorithm": trained.algorithm, "parameters": trained.parameters,
+        "feature_names": trained.feature_names, "feature_means": trained.feature_means,
+        "training_size": len(labels), "class_balance": trained.class_balance,
+        "last_label_run_id": newest, "cv_folds": trained.folds,
+        "cv_accuracy": trained.metrics["accuracy"], "cv_precision": trained.metrics["precision"],
+        "cv_recall": trained.metrics["recall"], "cv_f1": trained.metrics["f1"],
+        "cv_roc_auc": trained.metrics["roc_auc"], "cv_brier": trained.metrics["brier"],
+        "candidates": trained.candidates, "artifact": artifact,
+        "artifact_sha256": hashlib.sha256(artifact).hexdigest(), "trigger": trigger,
+        "trained_by": user if user is not None and user.is_authenticated else None,
+        "training_seconds": round(trained.seconds, 3),
+    }
     for attempt in range(3):
         try:
             with transaction.atomic():
@@ -226,8 +226,9 @@ def prediction_make(*, patch: Patch, trigger: str) -> Prediction:
     model = active_model()
     threshold = settings.ML_FIRST_THRESHOLD
     features = patch_features(patch) if model is not None else {}
-    fields = dict(patch=patch, patch_revision=patch.revision, threshold=threshold,
-                  features=features, feature_hash=feature_hash(features), trigger=trigger)
+    fields = {"patch": patch, "patch_revision": patch.revision, "threshold": threshold,
+              "features": features, "feature_hash": feature_hash(features),
+              "trigger": trigger}
     if model is None:
         return Prediction.objects.create(route=Route.WARGAME, reason="no active model: "
                                          "every patch is wargamed", **fields)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.filters import OrderingFilter
 from rest_framework.generics import ListAPIView, RetrieveAPIView
@@ -36,6 +41,22 @@ class APVOutput(serializers.ModelSerializer):
                   "direct", "advisory", "aliases", "summary", "status", "severity",
                   "cvss_score", "priority", "fixed_in", "sla_due_at", "is_overdue",
                   "first_seen_at", "last_seen_at", "resolved_at", "resolution"]
+
+
+class APVDetailOutput(APVOutput):
+    """The detail adds the current patch's ML-first prediction (route, probability,
+    confidence, what drove it), or null when it has none."""
+
+    prediction = serializers.SerializerMethodField()
+
+    class Meta(APVOutput.Meta):
+        fields = [*APVOutput.Meta.fields, "prediction"]
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_prediction(self, apv) -> dict | None:
+        from apps.ml.selectors import prediction_snapshot
+
+        return prediction_snapshot(apv.current_patch)
 
 
 FILTERS = [
@@ -72,7 +93,7 @@ class APVListApi(ListAPIView):
 
 
 class APVDetailApi(RetrieveAPIView):
-    serializer_class = APVOutput
+    serializer_class = APVDetailOutput
     lookup_url_kwarg = "code"
 
     def get_object(self):

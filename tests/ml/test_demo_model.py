@@ -112,16 +112,16 @@ def test_demo_trains_on_real_verdicts_and_reports_real_accuracy(demo, reviewer, 
     # A reviewer's decision on an ML-routed APV keeps the prediction they saw.
     apv = APV.objects.filter(current_patch__predictions__route="ml",
                              status="pending_review").first()
-    if apv is not None:
-        response = api.post(f"/api/v1/apvs/{apv.code}/decisions/", {
-            "decision": "reject", "justification": "Prefer to wait for the next release.",
-            "confidence": 0.7}, format="json")
-        assert response.status_code == 201, response.json()
-        snapshot = DecisionAudit.objects.get(decision__apv=apv).snapshot
-        assert snapshot["prediction"]["route"] == "ml"
-        assert snapshot["prediction"]["model_version"] == model.version
+    assert apv is not None, "no ML-routed APV waits for review"
+    response = api.post(f"/api/v1/apvs/{apv.code}/decisions/", {
+        "decision": "reject", "justification": "Prefer to wait for the next release.",
+        "confidence": 0.7, "patch_revision": apv.current_patch.revision}, format="json")
+    assert response.status_code == 201, response.json()
+    snapshot = DecisionAudit.objects.get(decision__apv=apv).snapshot
+    assert snapshot["prediction"]["route"] == "ml"
+    assert snapshot["prediction"]["model_version"] == model.version
 
-    # A second demo adds nothing: no new runs, no new model (no new labels).
+    # A second demo adds nothing: no new runs, and the model the report is about is kept.
     runs, versions = WargameRun.objects.count(), ModelVersion.objects.count()
     call_command("demo", stdout=io.StringIO())
     assert WargameRun.objects.count() == runs and ModelVersion.objects.count() == versions
