@@ -52,7 +52,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     os.environ["DATABASE_URL"] = _fresh_database()
-    os.environ["IMMUNE_DATA_DIR"] = tempfile.mkdtemp(prefix="immune-bench-demo-")
+    data = tempfile.mkdtemp(prefix="immune-bench-demo-")
+    os.chmod(data, 0o755)  # noqa: S103 (the sandbox user must reach the environments in it)
+    os.environ["IMMUNE_DATA_DIR"] = data
     os.environ["UV_CACHE_DIR"] = tempfile.mkdtemp(prefix="immune-bench-uvcache-")
     # Routing's runs execute in this process (the demo runs what it queues in any case).
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"

@@ -210,16 +210,23 @@ class Demo:
         return made
 
     def wargame_all(self, project: Project) -> None:
-        """Wargame every patch of the project (each revision once, ever)."""
-        from apps.wargaming.services import wargame_execute, wargame_start
+        """Route every patch of the project through ML-first: with no model yet, each goes
+        to a wargame (each revision once, ever), and its verdict becomes a label."""
+        from apps.ml.services import ml_first_route
+        from apps.wargaming.models import WargameRun
+        from apps.wargaming.services import wargame_execute
 
         patches = list(Patch.objects.filter(project=project).exclude(
             strategy=PatchStrategy.MANUAL).order_by("id"))
         for i, patch in enumerate(patches, start=1):
-            run, created = wargame_start(patch=patch, trigger="demo")
-            if created or run.state == "queued":
-                run = wargame_execute(run=run)
-            self._verdict(i, len(patches), patch, run)
+            run = WargameRun.objects.filter(patch=patch, patch_revision=patch.revision).first()
+            if run is None:
+                run = ml_first_route(patch=patch, trigger="demo").run
+            if run is not None and run.state == "queued":
+                run = wargame_execute(run=run)  # no worker took it (outside eager mode)
+            if run is not None:
+                run.refresh_from_db()
+                self._verdict(i, len(patches), patch, run)
 
     def run_queued(self, project: Project, *, quiet: bool = False) -> None:
         """Runs that routing queued and no worker has taken yet (outside eager mode;
@@ -283,11 +290,13 @@ class Demo:
         for prediction in Prediction.objects.exclude(model_version=None):
             routes[prediction.route] = routes.get(prediction.route, 0) + 1
         self.report.routes = routes
+        unmodelled = Prediction.objects.filter(model_version=None).count()
         report = accuracy_report()
         self.report.ab_results = report["sample_size"]
         self.report.seconds = time.perf_counter() - self.started
-        self._step(f"ML-first routes: {routes.get('ml', 0)} to review with the prediction, "
-                   f"{routes.get('wargame', 0)} to a wargame")
+        self._step(f"ML-first routes: {unmodelled} to a wargame while no model was active; "
+                   f"then by the model {routes.get('ml', 0)} to review with the prediction, "
+                   f"{routes.get('wargame', 0)} to a wargame (not sure enough)")
         if report["sample_size"]:
             cm, (low, high) = report["confusion_matrix"], report["accuracy_ci95"]
             self._step(f"A/B report: {report['sample_size']} compared; TP {cm['tp']} FP "

@@ -99,8 +99,9 @@ def train(features: list[dict], labels: list[int], *, min_per_class: int) -> Tra
         raise NotEnoughLabels(counts, max(min_per_class, 2))
     started = time.perf_counter()
     folds = min(5, smallest)
-    # Each outer training fold must still hold two of each class for the calibration split.
-    calibration_folds = 3 if smallest >= 8 else 2
+    # The sigmoid is fitted on out-of-fold scores: as many calibration folds as the smallest
+    # class allows inside an outer training fold (up to 5), so it sees as much data as it can.
+    calibration_folds = max(2, min(5, smallest * (folds - 1) // folds))
     outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
     tried = []
     for name, (factory, params) in CANDIDATES.items():

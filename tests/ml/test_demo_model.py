@@ -60,6 +60,12 @@ def test_demo_trains_on_real_verdicts_and_reports_real_accuracy(demo, reviewer, 
     # The activation is audited.
     assert ModelActivation.objects.filter(model_version=model, via="training").exists()
 
+    # Before the model, the corpus was routed to wargames, and the API said why.
+    corpus_routes = Prediction.objects.filter(patch__project__name="demo")
+    assert corpus_routes.count() >= 20
+    assert set(corpus_routes.values_list("route", "reason")) == {
+        ("wargame", "no active model: every patch is wargamed")}
+
     # Routes: the second project's proposals were predicted by the model; each route follows
     # from the stored confidence and threshold, and a reload of the stored artifact gives
     # the same probability for the stored features.

@@ -26,7 +26,11 @@ class Command(BaseCommand):
     def handle(self, *args, no_wargame: bool = False, ab_rate: float = 1.0, **options):
         if not 0 < ab_rate <= 1:
             raise CommandError("--ab-rate must be in (0, 1]")
-        report = run_demo(say=self.stdout.write, wargame=not no_wargame, ab_rate=ab_rate)
+        def say(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()  # progress shows as it happens, also through a pipe
+
+        report = run_demo(say=say, wargame=not no_wargame, ab_rate=ab_rate)
         if not no_wargame:
             self.stdout.write(f"demo finished in {report.seconds:.0f} s")
         self.stdout.write(self.style.SUCCESS("the review queue is at /admin/reviews/apv/"))
