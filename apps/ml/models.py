@@ -23,7 +23,8 @@ class ModelVersion(TimeStampedModel):
     algorithm = models.CharField(max_length=100)
     parameters = models.JSONField(default=dict)
     feature_names = models.JSONField(default=list, help_text="the vectorised columns")
-    feature_means = models.JSONField(default=list, help_text="training means, for explaining")
+    feature_means = models.JSONField(default=dict, help_text="training means of each column, "
+                                     "overall and per class, for explaining")
     training_size = models.PositiveIntegerField()
     class_balance = models.JSONField(default=dict, help_text="labels per class")
     #: The newest wargame run among the labels, so beat retrains only on new labels.

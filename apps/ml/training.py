@@ -60,7 +60,7 @@ class Trained:
     parameters: dict
     pipeline: Pipeline
     feature_names: list[str]
-    feature_means: list[float]
+    feature_means: dict[str, list[float]]
     metrics: dict[str, float | None]
     candidates: list[dict]
     folds: int
@@ -115,12 +115,14 @@ def train(features: list[dict], labels: list[int], *, min_per_class: int) -> Tra
     factory, params = CANDIDATES[best["algorithm"]]
     pipeline = _pipeline(factory, calibration_folds).fit(features, y)
     matrix = pipeline.named_steps["vectorise"].transform(features)
+    means = {"all": matrix.mean(axis=0), "effective": matrix[y == 1].mean(axis=0),
+             "not_effective": matrix[y == 0].mean(axis=0)}
     return Trained(
         algorithm=best["algorithm"], parameters={**params, "calibration": "sigmoid",
                                                  "calibration_folds": calibration_folds},
         pipeline=pipeline,
         feature_names=list(pipeline.named_steps["vectorise"].get_feature_names_out()),
-        feature_means=[float(v) for v in matrix.mean(axis=0)],
+        feature_means={k: [float(v) for v in m] for k, m in means.items()},
         metrics={k: best[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc",
                                       "brier")},
         candidates=[{k: v for k, v in c.items() if k != "_proba"} for c in tried],
@@ -129,20 +131,26 @@ def train(features: list[dict], labels: list[int], *, min_per_class: int) -> Tra
     )
 
 
-def explain(pipeline: Pipeline, features: dict, means: list[float], *, top: int = 3
-            ) -> tuple[float, list[dict]]:
-    """P(effective) and the features that moved it most: each present feature in turn is
-    set to its training mean, and the change in probability is its effect (one batched
-    predict call, so explaining costs about what predicting does)."""
+def explain(pipeline: Pipeline, features: dict, means: dict[str, list[float]], *,
+            top: int = 3) -> tuple[float, list[dict]]:
+    """P(effective) and the features that drove it, contrastively: each feature in turn is
+    set to its mean among the training patches of the *other* class, and the change in
+    probability is its effect (positive: it pushed towards effective). Against the other
+    class rather than the overall mean, because a confident tree model does not move when
+    one feature goes to a middle value it has never split on. One batched predict call, so
+    explaining costs about what predicting does."""
     vectoriser, classify = pipeline.named_steps["vectorise"], pipeline.named_steps["classify"]
     row = vectoriser.transform([features])[0]
     names = vectoriser.feature_names_
-    present = [i for i, value in enumerate(row) if value != means[i]]
-    batch = np.repeat(row[None, :], len(present) + 1, axis=0)
-    for k, i in enumerate(present, start=1):
-        batch[k, i] = means[i]
+    p0 = float(classify.predict_proba(row[None, :])[0, 1])
+    other = np.asarray(means["not_effective"] if p0 >= 0.5 else means["effective"])
+    changed = np.flatnonzero(row != other)
+    if len(changed) == 0:
+        return p0, []
+    batch = np.repeat(row[None, :], len(changed), axis=0)
+    batch[np.arange(len(changed)), changed] = other[changed]
     proba = classify.predict_proba(batch)[:, 1]
-    effects = sorted(((float(proba[0] - proba[k]), names[i])
-                      for k, i in enumerate(present, start=1)), key=lambda e: -abs(e[0]))
-    return float(proba[0]), [{"feature": name, "effect": round(effect, 4)}
-                             for effect, name in effects[:top] if abs(effect) >= 0.005]
+    effects = sorted(((p0 - float(p), names[i]) for p, i in zip(proba, changed, strict=True)),
+                     key=lambda e: -abs(e[0]))
+    return p0, [{"feature": name, "effect": round(effect, 4)}
+                for effect, name in effects[:top] if abs(effect) >= 0.005]
