@@ -67,23 +67,27 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--latency-only", action="store_true",
+                        help="measure the latency on the database of the last run")
     args = parser.parse_args()
     envs, uv_cache = _folder("immune-bench-envs-"), _folder("immune-bench-uvcache-")
     base = {**os.environ, "WARGAME_ENV_DIR": envs, "UV_CACHE_DIR": uv_cache,
             "CELERY_TASK_ALWAYS_EAGER": "true", "LOG_LEVEL": "WARNING"}
-    first = {**base, "DATABASE_URL": _fresh_database("_ml"),
+    first = {**base, "DATABASE_URL": DEFAULT_URL + "_ml",
              "IMMUNE_DATA_DIR": _folder("immune-bench-demo-")}
-    second = {**base, "DATABASE_URL": _fresh_database("_ml2"),
-              "IMMUNE_DATA_DIR": _folder("immune-bench-demo-")}
     timings = {}
-    _manage(first, "migrate", "--noinput")
-    timings["fresh install"], output = _manage(first, "demo")
-    print(output)
-    timings["second run"], _ = _manage(first, "demo")
-    _manage(second, "migrate", "--noinput")
-    timings["new install, cached environments"], _ = _manage(second, "demo")
-    for label, seconds in timings.items():
-        print(f"demo, {label}: {seconds} s")
+    if not args.latency_only:
+        first["DATABASE_URL"] = _fresh_database("_ml")
+        second = {**base, "DATABASE_URL": _fresh_database("_ml2"),
+                  "IMMUNE_DATA_DIR": _folder("immune-bench-demo-")}
+        _manage(first, "migrate", "--noinput")
+        timings["fresh install"], output = _manage(first, "demo")
+        print(output)
+        timings["second run"], _ = _manage(first, "demo")
+        _manage(second, "migrate", "--noinput")
+        timings["new install, cached environments"], _ = _manage(second, "demo")
+        for label, seconds in timings.items():
+            print(f"demo, {label}: {seconds} s")
 
     os.environ.update({k: first[k] for k in ("DATABASE_URL", "IMMUNE_DATA_DIR", "LOG_LEVEL")})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "immune.settings")
@@ -95,7 +99,6 @@ def main() -> None:
 
     from apps.ab_testing.selectors import accuracy_report
     from apps.ml import services
-    from apps.ml.features import feature_hash
     from apps.ml.models import ModelVersion, Prediction
 
     model = ModelVersion.objects.get(is_active=True)
@@ -104,7 +107,7 @@ def main() -> None:
     miss, hit = [], []
     for _ in range(args.rounds):
         for f in features:
-            cache.delete(f"ml:prediction:v{model.version}:{feature_hash(f)}")
+            cache.delete(services.prediction_cache_key(model, f))
             result = services.estimate(model, f)
             assert not result.cached
             miss.append(result.latency_ms)

@@ -67,8 +67,8 @@ class ExperimentAdmin(ReadOnlyAdmin):
 
 @admin.register(ABTestResult)
 class ABTestResultAdmin(ReadOnlyAdmin):
-    list_display = ["recorded_at", "model_version", "patch_link", "probability",
-                    "predicted_effective", "wargame_verdict", "correct", "ml_latency_ms",
+    list_display = ["recorded_at", "model_version", "patch_link", "p_effective",
+                    "predicted_effective", "wargame_verdict", "correct", "latency",
                     "wargame_duration_s"]
     list_filter = ["correct", "model_version", "wargame_verdict"]
     list_select_related = ["model_version", "prediction__patch"]
@@ -77,6 +77,14 @@ class ABTestResultAdmin(ReadOnlyAdmin):
     @admin.display(description="patch")
     def patch_link(self, obj):
         return f"{obj.prediction.patch.title} r{obj.prediction.patch_revision}"
+
+    @admin.display(description="P(effective)", ordering="probability")
+    def p_effective(self, obj):
+        return f"{obj.probability:.3f}"
+
+    @admin.display(description="prediction ms", ordering="ml_latency_ms")
+    def latency(self, obj):
+        return f"{obj.ml_latency_ms:.2f}"
 
     def changelist_view(self, request, extra_context=None):
         report = accuracy_report()

@@ -208,10 +208,16 @@ class Estimate:
     cached: bool
 
 
+def prediction_cache_key(model_version: ModelVersion, features: dict) -> str:
+    # By the artifact's hash, not the version number: numbers restart on another database
+    # sharing the Redis, a retrained artifact never does.
+    return f"ml:prediction:{model_version.artifact_sha256[:24]}:{feature_hash(features)}"
+
+
 def estimate(model_version: ModelVersion, features: dict) -> Estimate:
     """P(effective) for a feature dictionary; cached 24 h by (model version, feature hash)."""
     started = time.perf_counter()
-    key = f"ml:prediction:v{model_version.version}:{feature_hash(features)}"
+    key = prediction_cache_key(model_version, features)
     hit = cache.get(key)
     if hit is not None:
         return Estimate(hit["p"], hit["top"], (time.perf_counter() - started) * 1000, True)

@@ -142,15 +142,24 @@ def explain(pipeline: Pipeline, features: dict, means: dict[str, list[float]], *
     vectoriser, classify = pipeline.named_steps["vectorise"], pipeline.named_steps["classify"]
     row = vectoriser.transform([features])[0]
     names = vectoriser.feature_names_
-    p0 = float(classify.predict_proba(row[None, :])[0, 1])
-    other = np.asarray(means["not_effective"] if p0 >= 0.5 else means["effective"])
-    changed = np.flatnonzero(row != other)
-    if len(changed) == 0:
-        return p0, []
-    batch = np.repeat(row[None, :], len(changed), axis=0)
-    batch[np.arange(len(changed)), changed] = other[changed]
+    # Which class is "other" depends on the answer, which is not known before the call: the
+    # batch holds the row itself and both contrasts, so one predict_proba does it all.
+    contrasts = {label: np.asarray(means[label]) for label in ("effective", "not_effective")}
+    changed = {label: np.flatnonzero(row != m) for label, m in contrasts.items()}
+    batch = np.repeat(row[None, :], 1 + sum(len(c) for c in changed.values()), axis=0)
+    start = 1
+    for label, columns in changed.items():
+        rows = np.arange(start, start + len(columns))
+        batch[rows, columns] = contrasts[label][columns]
+        start += len(columns)
     proba = classify.predict_proba(batch)[:, 1]
-    effects = sorted(((p0 - float(p), names[i]) for p, i in zip(proba, changed, strict=True)),
+    p0 = float(proba[0])
+    n_effective = len(changed["effective"])
+    if p0 >= 0.5:  # contrast with the not-effective patches
+        columns, moved = changed["not_effective"], proba[1 + n_effective:]
+    else:
+        columns, moved = changed["effective"], proba[1:1 + n_effective]
+    effects = sorted(((p0 - float(p), names[i]) for p, i in zip(moved, columns, strict=True)),
                      key=lambda e: -abs(e[0]))
     return p0, [{"feature": name, "effect": round(effect, 4)}
                 for effect, name in effects[:top] if abs(effect) >= 0.005]
