@@ -8,8 +8,10 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.ab_testing.models import ABTestResult
@@ -132,10 +134,21 @@ def test_demo_trains_on_real_verdicts_and_reports_real_accuracy(demo, reviewer, 
     call_command("demo", stdout=io.StringIO())
     assert WargameRun.objects.count() == runs and ModelVersion.objects.count() == versions
 
-    # A new model version (trained again on the same real labels) is not active until a
-    # lead activates it; the activation is audited, and a reviewer may not do it.
-    v2 = services.model_train(trigger="test")
-    assert not v2.is_active
+    # The weekly retrain: the second project's runs are new labels, so beat trains v2 —
+    # and leaves it inactive (replacing the active model is a lead's call); with no new
+    # labels since, it does nothing.
+    from apps.ml.tasks import retrain
+
+    assert retrain.delay().get() == model.version + 1
+    v2 = ModelVersion.objects.get(version=model.version + 1)
+    assert not v2.is_active and v2.trigger == "beat" and v2.training_size > model.training_size
+    assert retrain.delay().get() is None
+
+    # Activating it is audited, and a reviewer may not do it (API and admin).
+    admin_client = Client()
+    admin_client.force_login(reviewer)
+    page = f"/admin/ml/modelversion/{v2.pk}/activate/"
+    assert admin_client.post(page, {"reason": "reviewers cannot do this"}).status_code == 403
     refused = api.post(f"/api/v1/ml/models/{v2.version}/activate",
                        {"reason": "newer labels, better CV"}, format="json")
     assert refused.status_code == 403
@@ -147,14 +160,26 @@ def test_demo_trains_on_real_verdicts_and_reports_real_accuracy(demo, reviewer, 
     assert (audit.actor_name, audit.previous_id, audit.client_ip) == ("leo", model.pk,
                                                                       "10.1.2.3")
     assert ModelVersion.objects.filter(is_active=True).count() == 1
+    # ... and back to v1 through the admin's confirmation page, audited as such.
+    admin_client.force_login(lead)
+    assert "Confirm: activate" in admin_client.get(
+        f"/admin/ml/modelversion/{model.pk}/activate/").content.decode()
+    admin_client.post(f"/admin/ml/modelversion/{model.pk}/activate/",
+                      {"reason": "v2 has not been A/B tested yet"})
+    back = ModelActivation.objects.filter(model_version=model, via="admin").get()
+    assert back.previous_id == v2.pk and back.actor_name == "leo"
+    assert ModelVersion.objects.get(is_active=True).pk == model.pk
+    page = admin_client.get("/admin/ab_testing/abtestresult/").content.decode()
+    assert f"TP {expected['confusion_matrix']['tp']}" in page
 
     # A tampered artifact is refused on load, and routing falls back to a wargame.
     with connection.cursor() as cursor:
         cursor.execute("UPDATE ml_modelversion SET artifact = %s WHERE id = %s",
-                       [b"not a model", v2.pk])
+                       [b"not a model", model.pk])
     services._loaded.clear()
+    cache.delete(services.prediction_cache_key(model, predictions[0].features))
     with pytest.raises(ModelIntegrityError, match="does not match"):
-        services.model_load(ModelVersion.objects.get(pk=v2.pk))
+        services.model_load(ModelVersion.objects.get(pk=model.pk))
     patch = predictions[0].patch
     routed = api.post("/api/v1/wargaming/ml-first", {"patch": patch.pk}, format="json").json()
     assert routed["route"] == "wargame" and "does not match" in routed["reason"]

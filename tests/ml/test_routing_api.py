@@ -131,3 +131,25 @@ def test_wilson_interval():
     assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
     assert wilson_interval(5, 5)[1] == 1.0 and wilson_interval(5, 5)[0] > 0.5
     assert wilson_interval(0, 0) is None
+
+
+def test_training_through_the_api_is_for_leads(reviewer, lead, django_capture_on_commit_callbacks):
+    assert _api(reviewer).post("/api/v1/ml/train").status_code == 403
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = _api(lead).post("/api/v1/ml/train")
+    assert queued.status_code == 202
+    assert queued.json() == {"queued": True, "labels": {"effective": 0, "not_effective": 0}}
+    assert _api(reviewer).get("/api/v1/ml/models/").json()["count"] == 0  # refused: no labels
+
+
+def test_experiments_in_the_admin_need_a_lead(client, reviewer, lead):
+    client.force_login(reviewer)
+    toggle = "/admin/ab_testing/experiment/toggle/"
+    assert client.post(toggle, {"action": "enable", "rate": "0.3"}).status_code == 403
+    client.force_login(lead)
+    client.post(toggle, {"action": "enable", "rate": "0.3"})
+    assert Experiment.objects.get(enabled=True).via == "admin"
+    client.post(toggle, {"action": "disable"})
+    assert not Experiment.objects.filter(enabled=True).exists()
+    page = client.get("/admin/ab_testing/abtestresult/").content.decode()
+    assert "No compared pairs yet." in page
