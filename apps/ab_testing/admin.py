@@ -16,8 +16,8 @@ from apps.ab_testing.charts import accuracy_chart
 from apps.ab_testing.models import ABTestResult, Experiment
 from apps.ab_testing.selectors import accuracy_report, disagreements
 from apps.ab_testing.services import experiment_disable, experiment_enable
+from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import ApplicationError
-from apps.ml.admin import ReadOnlyAdmin
 
 
 class EnableForm(forms.Form):

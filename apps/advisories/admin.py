@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from apps.advisories.models import Advisory, AffectedPackage
+from apps.core.admin import ReadOnlyAdmin
 
 
 class AffectedPackageInline(admin.TabularInline):
@@ -15,7 +16,7 @@ class AffectedPackageInline(admin.TabularInline):
 
 
 @admin.register(Advisory)
-class AdvisoryAdmin(admin.ModelAdmin):
+class AdvisoryAdmin(ReadOnlyAdmin):
     """Advisories come from feeds: read-only here, so an import is the only writer."""
 
     list_display = ["osv_id", "alias_list", "packages", "severity", "cvss_score", "modified",
@@ -37,15 +38,3 @@ class AdvisoryAdmin(admin.ModelAdmin):
     @admin.display(description="packages")
     def packages(self, obj):
         return ", ".join(sorted({a.name for a in obj.affected_packages.all()})[:3])
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from apps.core.admin import ReadOnlyAdmin
 from apps.wargaming.models import WargamePhase, WargameRun
 
 
@@ -15,7 +16,7 @@ class PhaseInline(admin.TabularInline):
 
 
 @admin.register(WargameRun)
-class WargameRunAdmin(admin.ModelAdmin):
+class WargameRunAdmin(ReadOnlyAdmin):
     """Runs are evidence: read-only."""
 
     list_display = ["id", "patch", "package", "baseline_version", "patched_version", "verdict",
@@ -23,15 +24,3 @@ class WargameRunAdmin(admin.ModelAdmin):
     list_filter = ["verdict", "kind", "state"]
     search_fields = ["package", "exploit"]
     inlines = [PhaseInline]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
