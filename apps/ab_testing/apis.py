@@ -11,7 +11,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.ab_testing.models import ABTestResult
-from apps.ab_testing.selectors import ab_result_list, accuracy_report, experiment_status
+from apps.ab_testing.selectors import (
+    ab_result_list,
+    accuracy_report,
+    experiment_status,
+    with_reviewer_decision,
+)
 from apps.ab_testing.services import experiment_disable, experiment_enable
 from apps.core.permissions import has_perm
 
@@ -82,13 +87,14 @@ class ResultOutput(serializers.ModelSerializer):
     model_version = serializers.IntegerField(source="model_version.version")
     patch = serializers.IntegerField(source="prediction.patch_id")
     patch_revision = serializers.IntegerField(source="prediction.patch_revision")
+    reviewer_decision = serializers.CharField(allow_null=True, read_only=True)
 
     class Meta:
         model = ABTestResult
         fields = ["id", "experiment", "model_version", "patch", "patch_revision",
                   "prediction", "wargame_run", "probability", "predicted_effective",
                   "wargame_verdict", "actual_effective", "correct", "ml_latency_ms",
-                  "wargame_duration_s", "recorded_at"]
+                  "wargame_duration_s", "recorded_at", "reviewer_decision"]
 
 
 class ResultsApi(ListAPIView):
@@ -105,7 +111,8 @@ class ResultsApi(ListAPIView):
             return self.queryset
         window = WindowInput(data=self.request.query_params)
         window.is_valid(raise_exception=True)
-        qs = ab_result_list(**window.validated_data).order_by("-recorded_at", "-id")
+        qs = with_reviewer_decision(ab_result_list(**window.validated_data)).order_by(
+            "-recorded_at", "-id")
         correct = self.request.query_params.get("correct")
         if correct in ("true", "false"):
             qs = qs.filter(correct=correct == "true")

@@ -106,17 +106,21 @@ def accuracy_by_version_and_day() -> list[dict]:
             for (version, day), pairs in sorted(buckets.items())]
 
 
-def disagreements() -> QuerySet[ABTestResult]:
-    """Pairs where the wargame contradicted the model, with the reviewer's decision on
-    that patch revision (if any) so it can be studied what the reviewer made of it."""
+def with_reviewer_decision(qs: QuerySet[ABTestResult]) -> QuerySet[ABTestResult]:
+    """Each pair with the latest reviewer decision on its patch revision (or None): what a
+    reviewer made of an ML-routed patch, to set beside what the wargame said."""
     from apps.decisions.models import Decision
 
     decision = Decision.objects.filter(
         patch_id=OuterRef("prediction__patch_id"),
         patch_revision=OuterRef("prediction__patch_revision")).order_by("-decided_at")
-    return (ab_result_list().filter(correct=False)
-            .annotate(reviewer_decision=Subquery(decision.values("decision")[:1]),
-                      reviewer=Subquery(decision.values("reviewer__username")[:1])))
+    return qs.annotate(reviewer_decision=Subquery(decision.values("decision")[:1]),
+                       reviewer=Subquery(decision.values("reviewer__username")[:1]))
+
+
+def disagreements() -> QuerySet[ABTestResult]:
+    """Pairs where the wargame contradicted the model, with the reviewer's decision."""
+    return with_reviewer_decision(ab_result_list().filter(correct=False))
 
 
 def experiment_status() -> dict:

@@ -42,7 +42,8 @@ def _api(user) -> APIClient:
     return client
 
 
-def test_demo_trains_on_real_verdicts_and_reports_real_accuracy(demo, reviewer, lead):
+def test_demo_trains_on_real_verdicts_and_reports_real_accuracy(
+        demo, reviewer, lead, django_capture_on_commit_callbacks):
     model = ModelVersion.objects.get(is_active=True)
     assert model.trigger == "demo" and f"model v{model.version}" in demo
 
@@ -112,6 +113,16 @@ def test_demo_trains_on_real_verdicts_and_reports_real_accuracy(demo, reviewer, 
     low, high = report["accuracy_ci95"]
     assert low <= report["accuracy"] <= high
     assert api.get("/api/v1/wargaming/ml/accuracy").json()["cached"] is True
+    # A new result makes the cached report stale at once: record one pair again.
+    from apps.ab_testing.services import ab_result_record
+
+    again = results[0]
+    run = again.wargame_run
+    again.delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert ab_result_record(run=run) is not None
+    fresh = api.get("/api/v1/wargaming/ml/accuracy").json()
+    assert fresh["cached"] is False and fresh["sample_size"] == report["sample_size"]
     only_other = api.get("/api/v1/wargaming/ml/accuracy", {"model_version": model.version + 1})
     assert only_other.json()["sample_size"] == 0
     listed = api.get("/api/v1/ab-testing/results").json()
@@ -128,6 +139,9 @@ def test_demo_trains_on_real_verdicts_and_reports_real_accuracy(demo, reviewer, 
     snapshot = DecisionAudit.objects.get(decision__apv=apv).snapshot
     assert snapshot["prediction"]["route"] == "ml"
     assert snapshot["prediction"]["model_version"] == model.version
+    decided = [r for r in api.get("/api/v1/ab-testing/results").json()["results"]
+               if r["patch"] == apv.current_patch_id]
+    assert [r["reviewer_decision"] for r in decided] == ["reject"]
 
     # A second demo adds nothing: no new runs, and the model the report is about is kept.
     runs, versions = WargameRun.objects.count(), ModelVersion.objects.count()
