@@ -63,6 +63,8 @@ class ABTestResult(models.Model):
 
     class Meta:
         ordering = ["-recorded_at"]
+        verbose_name = "A/B test result"
+        verbose_name_plural = "A/B test results"
 
     def __str__(self) -> str:
         said = "effective" if self.predicted_effective else "not effective"
