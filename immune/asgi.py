@@ -26,3 +26,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Everything loaded at start-up (modules, settings, URL patterns) lives as long as the
+# process: keep it out of every later collection's traversal.
+import gc  # noqa: E402
+
+gc.freeze()

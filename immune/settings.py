@@ -302,6 +302,13 @@ logging.config.dictConfig(LOGGING)
 
 # --- immune -------------------------------------------------------------------------------
 IMMUNE_ENV = DJANGO_ENV
+#: CPython's garbage-collector thresholds for every immune process (gen0, gen1, gen2), set
+#: when Django starts; empty keeps Python's (700, 10, 10). Rendering 1,000 queue rows makes
+#: tens of thousands of short-lived objects, and with the default gen0 of 700 a full
+#: collection lands in some renders: p95 373 ms against a median of 174 ms
+#: (benchmarks/queue_render.py, docs/performance.md).
+GC_THRESHOLDS = tuple(int(v) for v in env.list("GC_THRESHOLDS", default=["20000", "20", "50"])
+                      if v.strip())
 IMMUNE_DATA_DIR = DATA_DIR
 #: Health checks slower than this (ms) report a component as degraded.
 HEALTH_DEGRADED_MS = env.float("HEALTH_DEGRADED_MS", default=500.0)

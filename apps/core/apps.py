@@ -8,7 +8,14 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
+        import gc
+
+        from django.conf import settings
+
         from apps.core.roles import sync_roles_after_migrate
+
+        if settings.GC_THRESHOLDS:
+            gc.set_threshold(*settings.GC_THRESHOLDS)
 
         # Permissions are created post_migrate, so role grants are (re)applied then,
         # picking up the permissions of each domain app as it arrives.

@@ -108,3 +108,23 @@ def test_unsupported_database_url_is_refused():
     result = run_django("print('started')", env={"DATABASE_URL": "mysql://root@127.0.0.1/x"})
     assert result.returncode != 0
     assert "DATABASE_URL" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, [20000, 20, 50]),  # the default: the queue's p95 depends on it
+    ("5000,15,25", [5000, 15, 25]),
+    ("", [700, 10, 10]),  # empty: Python's own thresholds
+])
+def test_gc_thresholds_are_set_when_django_starts(value, expected):
+    env = {} if value is None else {"GC_THRESHOLDS": value}
+    code = "import gc\nprint(json.dumps({'thresholds': list(gc.get_threshold())}))\n"
+    result = run_django(code, env=env)
+    assert result.returncode == 0, result.stderr
+    assert last_json_line(result.stdout)["thresholds"] == expected
+
+
+def test_the_asgi_entry_point_freezes_what_start_up_loaded():
+    code = "import gc\nimport immune.asgi\nprint(json.dumps({'frozen': gc.get_freeze_count()}))\n"
+    result = run_django(code)
+    assert result.returncode == 0, result.stderr
+    assert last_json_line(result.stdout)["frozen"] > 10_000
