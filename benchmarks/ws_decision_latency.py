@@ -4,7 +4,8 @@
 
 Drops and recreates a dedicated PostgreSQL database (``immune_bench_ws``; override with
 ``BENCH_WS_DATABASE_URL``), migrates it, loads the demo (55 APVs awaiting review) and
-creates a reviewer with a session. Then starts one daphne process serving
+creates a reviewer with a session. Then starts one daphne (or, with ``--server uvicorn``, one
+uvicorn) process serving
 ``immune.asgi:application`` on channels-redis (``BENCH_REDIS_URL``, default
 ``redis://127.0.0.1:6379/0``), opens ``--clients`` WebSocket connections from a separate
 client process (so receiving does not share an interpreter lock with the decisions), each
@@ -100,13 +101,13 @@ def wait_until_live(server: subprocess.Popen, port: int, log: Path, timeout=30.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            sys.exit(f"daphne exited with {server.returncode}:\n{log.read_text()}")
+            sys.exit(f"the server exited with {server.returncode}:\n{log.read_text()}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=1):
                 return
         except OSError:
             time.sleep(0.1)
-    sys.exit(f"daphne did not answer /health/live in {timeout} s:\n{log.read_text()}")
+    sys.exit(f"the server did not answer /health/live in {timeout} s:\n{log.read_text()}")
 
 
 def free_port() -> int:
@@ -191,6 +192,9 @@ def versions() -> tuple[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne",
+                        help="the ASGI server: daphne, or uvicorn with uvloop, httptools and "
+                             "websockets as production runs it (requirements/prod.txt)")
     parser.add_argument("--decisions", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=1,
                         help="decisions recorded first and left out of the figures")
@@ -222,7 +226,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    call_command("demo", stdout=io.StringIO())
+    call_command("demo", "--no-wargame", stdout=io.StringIO())
     call_command("create_reviewer", "bench-ws", stdout=io.StringIO())
     user = get_user_model().objects.get(username="bench-ws")
     client = Client()
@@ -231,13 +235,16 @@ def main() -> None:
     pg_version, redis_version = versions()
 
     port = free_port()
-    server_log = data_dir / "daphne.log"
+    server_log = data_dir / f"{args.server}.log"
     env = {**os.environ, "DATABASE_URL": url}
+    argv = ([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "immune.asgi:application"] if args.server == "daphne" else
+            [sys.executable, "-m", "uvicorn", "immune.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--ws",
+             "websockets", "--log-level", "warning", "--no-access-log"])
     with server_log.open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "immune.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
     clients = None
     try:
         wait_until_live(server, port, server_log)
@@ -299,7 +306,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(), "database": pg_version, "channel_layer": redis_version,
         "load_average_1m": {"before": load_before, "after": round(os.getloadavg()[0], 2)},
-        "server": "1 daphne process", "clients": connected, "decisions": len(measured),
+        "server": f"1 {args.server} process", "clients": connected, "decisions": len(measured),
         "warmup_decisions": min(args.warmup, len(records)), "interval_s": args.interval,
         "deliveries": len(latencies), "expected_deliveries": expected,
         "missing": expected - len(latencies),
