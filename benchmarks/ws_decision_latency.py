@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/ws_decision_latency.py [--clients 200] [--decisions 30]
 
 Drops and recreates a dedicated PostgreSQL database (``immune_bench_ws``; override with
-``BENCH_WS_DATABASE_URL``), migrates it, loads the demo (55 APVs awaiting review) and
-creates a reviewer with a session. Then starts one daphne (or, with ``--server uvicorn``, one
-uvicorn) process serving
-``immune.asgi:application`` on channels-redis (``BENCH_REDIS_URL``, default
+``BENCH_WS_DATABASE_URL``), migrates it, loads the demo without wargames (62 APVs awaiting
+review) and creates a reviewer with a session. Then starts one daphne (or, with
+``--server uvicorn``, one uvicorn) process serving ``immune.asgi:application`` on
+channels-redis (``BENCH_REDIS_URL``, default
 ``redis://127.0.0.1:6379/0``), opens ``--clients`` WebSocket connections from a separate
 client process (so receiving does not share an interpreter lock with the decisions), each
 subscribed to ``decisions``, and records the decisions here, one every ``--interval``
