@@ -6,17 +6,12 @@ from __future__ import annotations
 from rest_framework.permissions import BasePermission
 
 
-def has_perm(perm: str, *, write_only: bool = False) -> type[BasePermission]:
+def has_perm(perm: str, *, message: str = "") -> type[BasePermission]:
     class HasPerm(BasePermission):
-        message = f"This needs the permission {perm}."
-
         def has_permission(self, request, view) -> bool:
             user = request.user
-            if not (user and user.is_authenticated):
-                return False
-            if write_only and request.method in ("GET", "HEAD", "OPTIONS"):
-                return True
-            return user.has_perm(perm)
+            return bool(user and user.is_authenticated and user.has_perm(perm))
 
+    HasPerm.message = message or f"This needs the permission {perm}."
     HasPerm.__name__ = f"HasPerm_{perm.replace('.', '_')}"
     return HasPerm

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.ml.models import ModelVersion, Prediction
+from apps.ml.models import Prediction
 from apps.reviews.models import Patch
 
 
@@ -25,7 +25,3 @@ def prediction_snapshot(patch: Patch | None) -> dict | None:
         "predicted_effective": prediction.predicted_effective,
         "top_features": prediction.top_features, "ab_sampled": prediction.ab_sampled,
     }
-
-
-def model_version_list():
-    return ModelVersion.objects.defer("artifact").order_by("-version")

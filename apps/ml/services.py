@@ -50,16 +50,17 @@ def label_of(verdict: str) -> int | None:
 
 # --- Training ---------------------------------------------------------------------------------
 
+def label_runs():
+    """Finished wargames of a patch revision whose verdict is a label: the real outcomes
+    the model learns from, nothing hand-written."""
+    return WargameRun.objects.filter(patch__isnull=False, state=RunState.FINISHED,
+                                     verdict__in=list(LABELS))
+
+
 def training_set() -> tuple[list[dict], list[int], int]:
-    """(features, labels, newest run id) from every finished wargame of a patch revision
-    whose verdict is a label: the real outcomes, nothing hand-written."""
-    runs = (WargameRun.objects.filter(patch__isnull=False, state=RunState.FINISHED,
-                                      verdict__in=list(LABELS))
-            .select_related("patch").order_by("id"))
+    """(features, labels, newest run id) of every label run."""
     features, labels, newest = [], [], 0
-    for run in runs:
-        if run.patch.revision != run.patch_revision:
-            continue  # a run of an older revision; that revision's diff is gone
+    for run in label_runs().select_related("patch").order_by("id"):
         features.append(patch_features(run.patch))
         labels.append(LABELS[run.verdict])
         newest = max(newest, run.pk)
@@ -67,8 +68,9 @@ def training_set() -> tuple[list[dict], list[int], int]:
 
 
 def labels_count() -> dict[str, int]:
-    _, labels, _ = training_set()
-    return {"effective": sum(labels), "not_effective": len(labels) - sum(labels)}
+    """Labels per class, counted in the database (no features computed)."""
+    effective = label_runs().filter(verdict=Verdict.PATCH_EFFECTIVE).count()
+    return {"effective": effective, "not_effective": label_runs().count() - effective}
 
 
 def model_train(*, trigger: str, user=None, activate: bool | None = None) -> ModelVersion:
@@ -123,10 +125,9 @@ def retrain_if_new_labels(*, trigger: str = "beat") -> ModelVersion | None:
     """Weekly: train when at least ML_RETRAIN_MIN_NEW_LABELS labels arrived since the
     newest version (or there is no version). The new version becomes active only when
     none is: replacing a model a lead chose is the lead's call."""
-    latest = ModelVersion.objects.order_by("-version").first()
+    latest = ModelVersion.objects.defer("artifact").order_by("-version").first()
     since = latest.last_label_run_id if latest else 0
-    new = WargameRun.objects.filter(patch__isnull=False, state=RunState.FINISHED,
-                                    verdict__in=list(LABELS), pk__gt=since).count()
+    new = label_runs().filter(pk__gt=since).count()
     if latest is not None and new < settings.ML_RETRAIN_MIN_NEW_LABELS:
         log.info("ml.retrain_skipped", new_labels=new,
                  needed=settings.ML_RETRAIN_MIN_NEW_LABELS)

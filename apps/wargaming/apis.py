@@ -7,10 +7,10 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.generics import RetrieveAPIView
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.permissions import has_perm
 from apps.reviews.models import Patch
 from apps.wargaming.models import WargamePhase, WargameRun
 from apps.wargaming.services import wargame_start
@@ -46,7 +46,8 @@ class ValidateInput(serializers.Serializer):
 class ValidateApi(APIView):
     """Start a wargame for a patch: 202 with the run id (the same run if one exists)."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [has_perm("reviews.add_patch",
+                                   message="Starting a wargame needs the reviewer role.")]
 
     @extend_schema(
         request=ValidateInput,
@@ -55,10 +56,6 @@ class ValidateApi(APIView):
             "created": serializers.BooleanField()})},
     )
     def post(self, request):
-        if not request.user.has_perm("reviews.add_patch"):
-            from rest_framework.exceptions import PermissionDenied
-
-            raise PermissionDenied("Starting a wargame needs the reviewer role.")
         data = ValidateInput(data=request.data)
         data.is_valid(raise_exception=True)
         patch = get_object_or_404(Patch, pk=data.validated_data["patch"])
