@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -68,3 +69,38 @@ def run_poc(poc: Path, requirements: list[str], timeout: int = 60) -> PocResult:
         except ValueError:
             evidence = None
     return PocResult(done.returncode, evidence, done.stdout, done.stderr)
+
+
+# --- The built-in package PoCs' headers, read independently of apps/wargaming/exploits.py --
+
+PACKAGES = ROOT / "apps" / "wargaming" / "exploits" / "packages"
+ADVISORY_DB = Path(os.environ.get("IMMUNE_PYPA_DB", "/work/shared/data/pypa-advisory-db/vulns"))
+REQUIRED = ("immune-exploit", "package", "advisories", "cwe", "vulnerable", "fixed")
+_HEADER = re.compile(r"^#\s*([a-z][a-z_-]*)\s*:\s*(.*?)\s*$")
+
+
+def headers(poc: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in (PACKAGES / poc).read_text(encoding="utf-8").splitlines()[:40]:
+        if (match := _HEADER.match(line.strip())):
+            found.setdefault(match.group(1).lower(), match.group(2))
+    return found
+
+
+def requires(poc: str) -> list[str]:
+    return [r.strip() for r in headers(poc).get("requires", "").split(",") if r.strip()]
+
+
+def advisories(poc: str) -> list[str]:
+    return [a.upper() for a in re.split(r"[,\s]+", headers(poc)["advisories"]) if a]
+
+
+def run_builtin(poc: str, version: str) -> tuple[PocResult, str]:
+    """The built-in PoC against ``version`` of its package; the result must carry evidence
+    naming that version. Returns the result and a detail text for assertion messages."""
+    package = headers(poc)["package"]
+    result = run_poc(PACKAGES / poc, [f"{package}=={version}", *requires(poc)])
+    detail = f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.evidence is not None, detail
+    assert result.evidence.get("version") == version, detail
+    return result, detail

@@ -7,17 +7,20 @@ are ``slow`` (the first run builds the venvs; later runs reuse them, see ``pocru
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.wargaming.pocrun import ROOT, run_poc
+from tests.wargaming.pocrun import (
+    ADVISORY_DB,
+    PACKAGES,
+    REQUIRED,
+    advisories,
+    headers,
+    run_builtin,
+)
 
-PACKAGES = ROOT / "apps" / "wargaming" / "exploits" / "packages"
-ADVISORY_DB = Path(os.environ.get("IMMUNE_PYPA_DB", "/work/shared/data/pypa-advisory-db/vulns"))
 POCS = [
     "pyyaml_pysec_2021_142.py",
     "jinja2_pysec_2019_217.py",
@@ -25,24 +28,6 @@ POCS = [
     "requests_pysec_2018_28.py",
     "pyjwt_pysec_2022_202.py",
 ]
-REQUIRED = ("immune-exploit", "package", "advisories", "cwe", "vulnerable", "fixed")
-_HEADER = re.compile(r"^#\s*([a-z][a-z_-]*)\s*:\s*(.*?)\s*$")
-
-
-def headers(poc: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for line in (PACKAGES / poc).read_text(encoding="utf-8").splitlines()[:40]:
-        if (match := _HEADER.match(line.strip())):
-            found.setdefault(match.group(1).lower(), match.group(2))
-    return found
-
-
-def requires(poc: str) -> list[str]:
-    return [r.strip() for r in headers(poc).get("requires", "").split(",") if r.strip()]
-
-
-def advisories(poc: str) -> list[str]:
-    return [a.upper() for a in re.split(r"[,\s]+", headers(poc)["advisories"]) if a]
 
 
 @pytest.mark.parametrize("poc", POCS)
@@ -79,19 +64,10 @@ def test_advisories_match_the_advisory_db(poc):
     assert found["fixed"] in fixed, f"{found['fixed']} is not a fixed version in {fixed}"
 
 
-def run(poc: str, version: str):
-    package = headers(poc)["package"]
-    result = run_poc(PACKAGES / poc, [f"{package}=={version}", *requires(poc)])
-    detail = f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.evidence is not None, detail
-    assert result.evidence.get("version") == version, detail
-    return result, detail
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("poc", POCS)
 def test_vulnerable_version_is_exploited(poc):
-    result, detail = run(poc, headers(poc)["vulnerable"])
+    result, detail = run_builtin(poc, headers(poc)["vulnerable"])
     assert result.exit_code == 1, detail
     assert result.evidence["exploited"] is True, detail
 
@@ -99,7 +75,7 @@ def test_vulnerable_version_is_exploited(poc):
 @pytest.mark.slow
 @pytest.mark.parametrize("poc", POCS)
 def test_fixed_version_is_not_exploited(poc):
-    result, detail = run(poc, headers(poc)["fixed"])
+    result, detail = run_builtin(poc, headers(poc)["fixed"])
     assert result.exit_code == 0, detail
     assert result.evidence["exploited"] is False, detail
     assert not result.evidence.get("inconclusive"), detail
