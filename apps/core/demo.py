@@ -21,7 +21,6 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -122,25 +121,16 @@ def ensure_demo_repository(path: Path, requirements: str = DEMO_REQUIREMENTS) ->
     return path
 
 
-@dataclass
-class DemoReport:
-    projects: list[str] = field(default_factory=list)
-    corpus: list[Patch] = field(default_factory=list)
-    verdicts: dict[str, int] = field(default_factory=dict)
-    model_version: int | None = None
-    routes: dict[str, int] = field(default_factory=dict)
-    ab_results: int = 0
-    seconds: float = 0.0
-
-
 class Demo:
     def __init__(self, *, say: Callable[[str], None], ab_rate: float = 1.0):
         self.say, self.ab_rate = say, ab_rate
         self.started = time.perf_counter()
-        self.report = DemoReport()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
     def _step(self, message: str) -> None:
-        self.say(f"[{time.perf_counter() - self.started:6.1f}s] {message}")
+        self.say(f"[{self.elapsed():6.1f}s] {message}")
 
     # -- the steps ------------------------------------------------------------------------------
 
@@ -167,7 +157,6 @@ class Demo:
         result = project_scan(project=project)
         self._step(f"project {name} ({repo}): {result.dependencies} dependencies, "
                    f"{len(result.apvs.current)} APVs ({len(result.apvs.created)} new)")
-        self.report.projects.append(name)
         return project
 
     def patches(self, project: Project, *, with_bad_upgrades: bool = True) -> list[Patch]:
@@ -244,8 +233,6 @@ class Demo:
             self._verdict(i, len(runs), run.patch, run)
 
     def _verdict(self, i: int, n: int, patch: Patch, run) -> None:
-        self.report.verdicts[run.verdict or run.state] = \
-            self.report.verdicts.get(run.verdict or run.state, 0) + 1
         note = " (A/B shadow run)" if run.trigger == "ab_test" else ""
         self._step(f"  wargame {i}/{n} {patch.title} r{patch.revision}: "
                    f"{run.verdict or run.state}{note}")
@@ -259,7 +246,6 @@ class Demo:
         if active is not None:
             # Run again: keep the model the A/B report is about (beat or train_model train
             # new versions; a lead activates them).
-            self.report.model_version = active.version
             self._step(f"model v{active.version} is active; not retrained")
             return
         try:
@@ -267,7 +253,6 @@ class Demo:
         except NotEnoughLabels as exc:
             self._step(f"model: not trained — {exc.message}")
             return
-        self.report.model_version = version.version
         self._step(
             f"model v{version.version} ({version.algorithm}) on {version.training_size} "
             f"labels {version.class_balance}: {version.cv_folds}-fold CV accuracy "
@@ -283,17 +268,15 @@ class Demo:
                    f"{experiment.rate:.2f})")
 
     def summary(self) -> None:
+        from django.db.models import Count
+
         from apps.ab_testing.selectors import accuracy_report
         from apps.ml.models import Prediction
 
-        routes = {}
-        for prediction in Prediction.objects.exclude(model_version=None):
-            routes[prediction.route] = routes.get(prediction.route, 0) + 1
-        self.report.routes = routes
+        routes = dict(Prediction.objects.exclude(model_version=None).order_by()
+                      .values_list("route").annotate(n=Count("id")))
         unmodelled = Prediction.objects.filter(model_version=None).count()
         report = accuracy_report()
-        self.report.ab_results = report["sample_size"]
-        self.report.seconds = time.perf_counter() - self.started
         self._step(f"ML-first routes: {unmodelled} to a wargame while no model was active; "
                    f"then by the model {routes.get('ml', 0)} to review with the prediction, "
                    f"{routes.get('wargame', 0)} to a wargame (not sure enough)")
@@ -307,13 +290,15 @@ class Demo:
 
 
 def run_demo(*, say: Callable[[str], None], wargame: bool = True,
-             ab_rate: float = 1.0) -> DemoReport:
+             ab_rate: float = 1.0) -> float:
+    """The whole demo (``wargame=False``: the first project's patches only); returns the
+    seconds it took."""
     demo = Demo(say=say, ab_rate=ab_rate)
     demo.advisories()
     corpus = demo.project("demo", DEMO_REQUIREMENTS, "Demo service with vulnerable pins")
     if not wargame:
         demo.patches(corpus, with_bad_upgrades=False)
-        return demo.report
+        return demo.elapsed()
     demo.patches(corpus)
     demo.wargame_all(corpus)
     demo.train()
@@ -322,4 +307,4 @@ def run_demo(*, say: Callable[[str], None], wargame: bool = True,
     demo.patches(shop)
     demo.run_queued(shop)
     demo.summary()
-    return demo.report
+    return demo.elapsed()

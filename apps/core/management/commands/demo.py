@@ -30,7 +30,7 @@ class Command(BaseCommand):
             self.stdout.write(line)
             self.stdout.flush()  # progress shows as it happens, also through a pipe
 
-        report = run_demo(say=say, wargame=not no_wargame, ab_rate=ab_rate)
+        seconds = run_demo(say=say, wargame=not no_wargame, ab_rate=ab_rate)
         if not no_wargame:
-            self.stdout.write(f"demo finished in {report.seconds:.0f} s")
+            self.stdout.write(f"demo finished in {seconds:.0f} s")
         self.stdout.write(self.style.SUCCESS("the review queue is at /admin/reviews/apv/"))
