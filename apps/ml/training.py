@@ -5,7 +5,7 @@ wrapped in a sigmoid-calibrated classifier, because routing compares the probabi
 a threshold and so needs probabilities that mean what they say. The winner is the one with
 the lowest cross-validated Brier score (it rewards calibration and discrimination at once);
 on a tie the simpler logistic regression is kept. A random forest was tried and dropped:
-its per-call prediction cost (≈13 ms on this machine) breaks the 5 ms latency aim.
+evaluating its trees per call cost too much for the 5 ms latency aim (docs/ml.md).
 """
 
 from __future__ import annotations
