@@ -1,8 +1,12 @@
 """Virtual environments for the package under test, made with uv and reused by content.
 
 An environment is keyed by the hash of what it holds (requirements, build constraints,
-interpreter), so a second run of the same pair reuses it; a lock file keeps two workers
-from building the same one at once. An install failure is an ``error``, never a verdict.
+interpreter, index), so a second run of the same pair reuses it; a lock file keeps two
+workers from building the same one at once. Building runs untrusted code (sdist build
+backends, ``# requires:`` paths), so uv runs in the sandbox: the environment being built is
+its only writable folder besides a private cache, the package index its only network
+(index_proxy.py). A built environment is sealed read-only. An install failure is an
+``error``, never a verdict.
 """
 
 from __future__ import annotations
@@ -12,14 +16,18 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from django.conf import settings
+from packaging.requirements import InvalidRequirement, Requirement
+
+from apps.wargaming.index_proxy import IndexProxy
+from apps.wargaming.sandbox import NOBODY, Limits, Sandbox, work_base
 
 log = structlog.get_logger(__name__)
 
@@ -72,12 +80,15 @@ def env_root() -> Path:
     return root
 
 
-def environment_for(requirements: list[str]) -> Environment:
+def environment_for(requirements: list[str], *, base: Path | None = None) -> Environment:
+    """The environment holding ``requirements``, built in a sandbox when missing.
+
+    ``base`` is the folder relative requirement paths are read from (the exploit's)."""
     requirements = sorted(dict.fromkeys(r.strip() for r in requirements if r.strip()))
     constraints = _constraints()
     interpreter = settings.WARGAME_PYTHON
-    key = hashlib.sha256("\n".join([interpreter, *requirements, "--", constraints])
-                         .encode()).hexdigest()[:20]
+    key = hashlib.sha256("\n".join([interpreter, settings.WARGAME_INDEX_URL, *requirements,
+                                    "--", constraints]).encode()).hexdigest()[:20]
     root = env_root()
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # noqa: S103 (the sandbox user reads environments)
@@ -88,28 +99,116 @@ def environment_for(requirements: list[str]) -> Environment:
         if (path / ".complete").exists():
             return Environment(path, python, tuple(requirements), reused=True)
         shutil.rmtree(path, ignore_errors=True)
-        _run([_uv(), "venv", "--quiet", "--python", interpreter, str(path)],
-             "creating the environment")
-        argv = [_uv(), "pip", "install", "--quiet", "--python", str(python)]
-        if constraints:
-            constraints_file = root / f"{key}.constraints.txt"
-            constraints_file.write_text(constraints)
-            # Build constraints apply to building sdists (PyYAML 5.3.1 needs Cython<3).
-            argv += ["--build-constraint", str(constraints_file)]
-        _run([*argv, *requirements], f"installing {', '.join(requirements)}")
+        path.mkdir()
+        try:
+            _build(path, requirements, constraints, base)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        _seal(path)
         (path / ".complete").write_text("\n".join(requirements))
-        for item in [path, *path.rglob("*")]:
-            # The sandboxed exploit runs as another user and must read the environment.
-            if not item.is_symlink():
-                item.chmod(item.stat().st_mode | 0o044 | (0o011 if item.is_dir() else 0))
     return Environment(path, python, tuple(requirements), reused=False)
 
 
-def _run(argv: list[str], what: str) -> None:
+def _build(path: Path, requirements: list[str], constraints: str, base: Path | None) -> None:
+    """uv in a sandbox: the environment is its only writable folder besides a private
+    cache, and the package index (through the index proxy) its only network."""
+    if os.geteuid() == 0:
+        os.chown(path, NOBODY, NOBODY)
+    hosts = {urlsplit(settings.WARGAME_INDEX_URL).hostname or "", *settings.WARGAME_INDEX_HOSTS}
+    build_limits = Limits(timeout_s=INSTALL_TIMEOUT_S,
+                          memory_bytes=settings.WARGAME_BUILD_MEMORY_MB * 1024 * 1024,
+                          max_processes=max(settings.WARGAME_MAX_PROCESSES, 256),
+                          max_file_bytes=1024 ** 3,
+                          tmpfs_bytes=settings.WARGAME_TMPFS_MB * 1024 * 1024,
+                          per_process_memory=False)
+    proxy_folder = Path(tempfile.mkdtemp(prefix="proxy-", dir=work_base()))
+    os.chmod(proxy_folder, 0o755)  # noqa: S103 (only the proxy's socket is in it)
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
-                              env={**os.environ, "UV_NO_PROGRESS": "1"})
-    except subprocess.TimeoutExpired as exc:
-        raise EnvironmentError_(f"{what} took longer than {INSTALL_TIMEOUT_S} s") from exc
-    if done.returncode != 0:
-        raise EnvironmentError_(f"{what} failed", (done.stderr or done.stdout)[-20_000:])
+        with IndexProxy(proxy_folder, hosts) as proxy, \
+                Sandbox("build", build_limits, index_proxy=proxy) as box:
+            box.bind(path, writable=True)
+            uv = box.bind(_uv(), "/opt/uv/uv")
+            cache = box.private_dir("/cache")
+            argv = [uv, "pip", "install", "--quiet", "--python", str(path / "bin" / "python"),
+                    "--index-url", settings.WARGAME_INDEX_URL]
+            if constraints:
+                # Build constraints apply to building sdists (PyYAML 5.3.1 needs Cython<3).
+                argv += ["--build-constraint",
+                         box.add_file("/immune/build-constraints.txt", constraints.encode())]
+            argv += [_local(box, r, n, base) for n, r in enumerate(requirements)]
+            env = box.environment({
+                "UV_CACHE_DIR": cache, "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never",
+                "UV_LINK_MODE": "copy", "UV_NO_PROGRESS": "1",
+                "HTTPS_PROXY": "http://127.0.0.1:3128", "HTTP_PROXY": "http://127.0.0.1:3128",
+                **_certificates(box)})
+            commands = [[uv, "venv", "--quiet", "--python", settings.WARGAME_PYTHON, str(path)],
+                        argv]
+            result = box.run(box.relay_argv(commands), env=env)
+            refused = proxy.refused
+    finally:
+        shutil.rmtree(proxy_folder, ignore_errors=True)
+    if result.timed_out:
+        raise EnvironmentError_(f"installing {', '.join(requirements)} took longer than "
+                                f"{INSTALL_TIMEOUT_S} s")
+    if result.exit_code != 0:
+        output = (result.stderr or result.stdout)[-20_000:]
+        if refused:
+            output += "\n--- index proxy refused ---\n" + "\n".join(refused[-20:])
+        raise EnvironmentError_(f"installing {', '.join(requirements)} failed", output)
+
+
+def _local(box: Sandbox, requirement: str, index: int, base: Path | None) -> str:
+    """A requirement naming a local folder or file gets a private copy of it in the build's
+    sandbox (its build backend may write beside it); anything else is passed as it is."""
+    source, prefix = _local_path(requirement, base)
+    if source is None:
+        return requirement
+    if not source.exists():
+        raise EnvironmentError_(f"requirement {requirement!r}: {source} does not exist")
+    inside = f"/src/{index}/{source.name}"
+    if source.is_dir():
+        copy = box.private_copy(source, inside)
+    else:
+        copy = box.add_file(f"/immune/src/{index}/{source.name}", source.read_bytes())
+    return f"{prefix}file://{copy}" if prefix else copy
+
+
+def _local_path(requirement: str, base: Path | None) -> tuple[Path | None, str]:
+    """(path, "name @ " prefix or "") of a local requirement, or (None, "")."""
+    try:
+        parsed = Requirement(requirement)
+    except InvalidRequirement:
+        parsed = None
+    if parsed is not None:
+        if parsed.url and parsed.url.startswith("file:"):
+            return Path(unquote(urlsplit(parsed.url).path)), f"{parsed.name} @ "
+        return None, ""
+    if requirement.startswith(("/", "./", "../", "~", "file:")):
+        text = unquote(urlsplit(requirement).path) if requirement.startswith("file:") \
+            else requirement
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = (base or Path.cwd()) / path
+        return path.resolve(), ""
+    return None, ""
+
+
+def _certificates(box: Sandbox) -> dict[str, str]:
+    """The host's CA bundle settings (an intercepting proxy's CA lives there); no secrets."""
+    env = {}
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        value = os.environ.get(name)
+        if value and Path(value).exists():
+            env[name] = value if value.startswith(("/etc/ssl", "/usr")) else box.bind(value)
+    return env
+
+
+def _seal(path: Path) -> None:
+    """Built: owned by root where we are root, and read-only for everyone else."""
+    for item in [path, *path.rglob("*")]:
+        if os.geteuid() == 0:
+            os.lchown(item, 0, 0)
+        if not item.is_symlink():
+            mode = item.stat().st_mode & ~0o022
+            item.chmod(mode | 0o044 | (0o011 if item.is_dir() or mode & 0o100 else 0))

@@ -13,10 +13,7 @@ Verdict rules (spec, Pipeline 5; docs/wargaming.md):
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +23,7 @@ from django.conf import settings
 from apps.wargaming.environments import EnvironmentError_, environment_for
 from apps.wargaming.exploits import Exploit
 from apps.wargaming.models import Verdict
-from apps.wargaming.sandbox import Limits, clean_environment, run_sandboxed
+from apps.wargaming.sandbox import Limits, Sandbox, SandboxResult, SandboxUnavailable
 
 EXIT_EXPLOITED, EXIT_BLOCKED, EXIT_INCONCLUSIVE = 1, 0, 2
 
@@ -43,6 +40,7 @@ class PhaseResult:
     environment: list[str] = field(default_factory=list)
     network_isolated: bool | None = None
     reason: str = ""
+    sandbox: dict = field(default_factory=dict)  # the limits that applied, peak usage
 
 
 @dataclass
@@ -59,7 +57,25 @@ class RunResult:
 def limits() -> Limits:
     return Limits(timeout_s=settings.WARGAME_PHASE_TIMEOUT_S,
                   memory_bytes=settings.WARGAME_MEMORY_MB * 1024 * 1024,
-                  max_processes=settings.WARGAME_MAX_PROCESSES)
+                  max_processes=settings.WARGAME_MAX_PROCESSES,
+                  tmpfs_bytes=settings.WARGAME_TMPFS_MB * 1024 * 1024)
+
+
+EVIDENCE_LIMIT = 64_000
+
+
+def _without_nul(value):
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def interpret(stdout: str, exit_code: int | None, timed_out: bool) -> tuple[str, dict, str]:
@@ -68,11 +84,16 @@ def interpret(stdout: str, exit_code: int | None, timed_out: bool) -> tuple[str,
         return "timeout", {}, "the exploit ran out of time"
     lines = [line for line in stdout.strip().splitlines() if line.strip()]
     try:
-        evidence = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        evidence = None
+        # NaN and Infinity are not JSON (PostgreSQL refuses them): the line is malformed.
+        evidence = json.loads(lines[-1], parse_constant=_no_constants) if lines else None
+    except ValueError as exc:
+        return "error", {}, (f"no JSON evidence line last on stdout ({exc}; "
+                             f"exit code {exit_code})")
     if not isinstance(evidence, dict) or not isinstance(evidence.get("exploited"), bool):
         return "error", {}, f"no JSON evidence line last on stdout (exit code {exit_code})"
+    if len(lines[-1]) > EVIDENCE_LIMIT:
+        return "error", {}, f"the JSON evidence line is longer than {EVIDENCE_LIMIT} characters"
+    evidence = _without_nul(evidence)  # PostgreSQL stores no NUL in text or jsonb
     if exit_code == EXIT_INCONCLUSIVE:
         return "inconclusive", evidence, "the exploit reported it could not decide"
     expected = EXIT_EXPLOITED if evidence["exploited"] else EXIT_BLOCKED
@@ -84,25 +105,36 @@ def interpret(stdout: str, exit_code: int | None, timed_out: bool) -> tuple[str,
 
 def run_exploit(exploit: Exploit, python: Path, *, extra_env: dict | None = None,
                 name: str, environment: list[str] | None = None,
-                http: bool = False) -> PhaseResult:
-    with tempfile.TemporaryDirectory(prefix="immune-wargame-") as tmp:
-        workdir = Path(tmp) / "work"
-        workdir.mkdir()
-        script = workdir / exploit.path.name
-        shutil.copyfile(exploit.path, script)
-        phase_limits = limits()
-        if http:  # the target listens on the host's loopback: no namespace of its own
-            phase_limits = dataclasses.replace(phase_limits, network=True)
-        result = run_sandboxed([str(python), script.name], workdir=workdir,
-                               limits=phase_limits, env=clean_environment(workdir, extra_env))
+                env_path: Path | None = None) -> PhaseResult:
+    """The PoC in a sandbox of its own: its environment read-only, a private /work."""
+    try:
+        with Sandbox(name, limits()) as box:
+            if env_path is not None:
+                box.bind(env_path)
+            script = box.add_file(f"/work/{exploit.path.name}", exploit.path.read_bytes())
+            result = box.run([str(python), script], cwd=box.path("/work"),
+                             env=box.environment(extra_env))
+    except SandboxUnavailable as exc:
+        return PhaseResult(name=name, outcome="error", environment=environment or [],
+                           reason=f"{exc} (no verdict without the sandbox)")
+    return phase_from(result, name=name, environment=environment)
+
+
+def phase_from(result: SandboxResult, *, name: str,
+               environment: list[str] | None = None) -> PhaseResult:
+    """A phase from one exploit process's result, by the exploit format's rules."""
     outcome, evidence, reason = interpret(result.stdout, result.exit_code, result.timed_out)
     output = result.stdout[-8000:] + ("\n--- stderr ---\n" + result.stderr[-8000:]
                                       if result.stderr.strip() else "")
+    if result.applied.get("oom_kills"):
+        output += f"\n--- sandbox ---\n{result.applied['oom_kills']} process(es) killed at " \
+                  "the phase's memory limit"
     return PhaseResult(name=name, outcome=outcome, exit_code=result.exit_code,
                        exploited=evidence.get("exploited") if evidence else None,
                        duration_s=round(result.duration_s, 3), evidence=evidence,
-                       output=output, environment=environment or [],
-                       network_isolated=result.network_isolated, reason=reason)
+                       output=output.replace("\x00", "\\0"), environment=environment or [],
+                       network_isolated=result.network_isolated, reason=reason,
+                       sandbox=result.applied)
 
 
 def package_phase(exploit: Exploit, name: str, requirements: list[str]) -> PhaseResult:
@@ -113,7 +145,8 @@ def package_phase(exploit: Exploit, name: str, requirements: list[str]) -> Phase
         return PhaseResult(name=name, outcome="error", output=exc.output[-8000:],
                            environment=requirements, duration_s=time.monotonic() - started,
                            reason=f"{exc} (an install failure is no verdict about the patch)")
-    phase = run_exploit(exploit, env.python, name=name, environment=list(env.requirements))
+    phase = run_exploit(exploit, env.python, name=name, environment=list(env.requirements),
+                        env_path=env.path)
     phase.evidence.setdefault("environment_reused", env.reused)
     return phase
 
@@ -166,7 +199,20 @@ def run_package_pair(exploit: Exploit, *, baseline: list[str], patched: list[str
     return RunResult(verdict, confidence, reason, phases,
                      network_isolated=all(isolated) if isolated else None,
                      duration_s=round(time.monotonic() - started, 3),
-                     sandbox={"phase_timeout_s": settings.WARGAME_PHASE_TIMEOUT_S,
-                              "run_timeout_s": settings.WARGAME_RUN_TIMEOUT_S,
-                              "memory_mb": settings.WARGAME_MEMORY_MB,
-                              "max_processes": settings.WARGAME_MAX_PROCESSES})
+                     sandbox=sandbox_record(phases))
+
+
+#: Per-phase figures kept on the run beside the limits (which are the same for every phase).
+_MEASURED = ("memory_peak_bytes", "oom_kills", "pids_limit_hits", "killed_at_end", "timeout_s")
+
+
+def sandbox_record(phases: list[PhaseResult]) -> dict:
+    """What confined the run: the limits that applied and each phase's measured usage."""
+    record: dict = {"run_timeout_s": settings.WARGAME_RUN_TIMEOUT_S, "phases": {}}
+    for phase in phases:
+        if not phase.sandbox:
+            continue
+        record.update({k: v for k, v in phase.sandbox.items() if k not in _MEASURED})
+        record["phases"][phase.name] = {k: phase.sandbox[k] for k in _MEASURED
+                                        if k in phase.sandbox}
+    return record

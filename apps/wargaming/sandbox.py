@@ -1,37 +1,71 @@
-"""Running untrusted exploit code with limits.
+"""One confinement for every untrusted process a wargame starts (docs/wargaming.md, threat model).
 
-Every exploit process gets: a wall-clock timeout (the whole process group is killed), an
-address-space limit, a process-count limit, a file-size limit, no core dumps, a fresh
-working directory, an environment holding nothing of the server's (no secrets), and, where
-the kernel allows unprivileged user namespaces, a network namespace of its own in which
-only loopback is up. When immune runs as root the exploit runs as ``nobody``, so the
-process-count limit binds (root ignores RLIMIT_NPROC).
+PoCs, environment builds (uv and the build backends it runs), the service under test and the
+project's test command all run through :class:`Sandbox`: bubblewrap with new user, PID,
+IPC, UTS, cgroup and network namespaces; ``--die-with-parent`` and a PID-namespace init, so
+nothing outlives the phase (a double-forked ``setsid`` daemon dies with the namespace); a
+mount namespace built from nothing that holds ``/usr`` and the few ``/etc`` files a program
+needs read-only, what the phase needs (the environment, the exploit, the tree under test),
+a private size-capped tmpfs for the working directory, ``/tmp``, ``/var/tmp`` and
+``/dev/shm``, a fresh ``/proc`` of its own PID namespace, and no ``/run``, no checkout, no
+data folder, no host ``/tmp``. When immune runs as root the sandbox is entered as
+``nobody``; limits hold for the whole phase through a cgroup (cgroups.py), rlimits cap each
+process as well, and the wall clock kills the sandbox.
+
+Where bubblewrap or user namespaces are missing a phase raises :class:`SandboxUnavailable`
+(the run ends ``error``) unless the operator set ``WARGAME_ALLOW_UNSANDBOXED=1``; then it
+runs with rlimits, a scrubbed environment and ``nobody`` only, and the run records that.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import structlog
+from django.conf import settings
+
+from apps.wargaming import cgroups
+
+log = structlog.get_logger(__name__)
 
 NOBODY = 65534
 OUTPUT_LIMIT = 64_000  # characters of stdout/stderr kept on the phase
+DRIVER = Path(__file__).resolve().parent / "sandbox_driver.py"
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: What a program needs from /etc (libraries, certificates, time zone, name service
+#: switch); nothing with credentials or host configuration.
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl",
+             "ca-certificates", "localtime", "nsswitch.conf", "protocols", "services",
+             "mime.types", "host.conf", "gai.conf", "python3", "python3.11")
+SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+PASSWD = ("root:x:0:0:root:/root:/usr/sbin/nologin\n"  # noqa: S105 (no password: "x")
+          "nobody:x:65534:65534:nobody:/work:/usr/sbin/nologin\n")
+GROUP = "root:x:0:\nnogroup:x:65534:\n"
+HOSTS = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
+
+
+class SandboxUnavailable(Exception):
+    """No confinement here, and the operator did not allow running without it."""
 
 
 @dataclass(frozen=True)
 class Limits:
     timeout_s: float = 30.0
-    memory_bytes: int = 1536 * 1024 * 1024
-    max_processes: int = 128
+    memory_bytes: int = 1536 * 1024 * 1024  # the whole phase (cgroup) and each process
+    max_processes: int = 128  # the whole phase (cgroup pids)
     max_file_bytes: int = 64 * 1024 * 1024
-    network: bool = False  # False: loopback only (own namespace) where possible
+    tmpfs_bytes: int = 256 * 1024 * 1024  # each of /work, /tmp, /var/tmp, /dev/shm
+    per_process_memory: bool = True  # RLIMIT_AS too (off for builds: uv maps a lot)
 
 
 @dataclass
@@ -43,97 +77,377 @@ class SandboxResult:
     timed_out: bool
     network_isolated: bool
     as_user: str
+    applied: dict = field(default_factory=dict)
 
 
-@functools.lru_cache(maxsize=1)
-def network_isolation_available() -> bool:
-    """Whether ``unshare -rn`` works here (unprivileged user + network namespaces)."""
-    if not (shutil.which("unshare") and shutil.which("ip")):
-        return False
-    argv = ["unshare", "-rn", "sh", "-c", "ip link set lo up"]
-    if os.geteuid() == 0 and shutil.which("setpriv"):
-        argv = [*_drop_privileges(), *argv]
-    try:
-        return subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+@dataclass(frozen=True)
+class Status:
+    available: bool
+    confined: bool  # False: running without bubblewrap (WARGAME_ALLOW_UNSANDBOXED=1)
+    detail: str
+    cgroup: str = ""
 
 
-def _drop_privileges() -> list[str]:
+# --- What this machine offers ------------------------------------------------------------
+
+def _bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+def _privilege_drop() -> list[str]:
+    if os.geteuid() != 0:
+        return []
     return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
 
 
-def clean_environment(workdir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Only what a Python program needs; nothing from the server's environment."""
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir),
-           "TMPDIR": str(workdir), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONUNBUFFERED": "1"}
-    env.update(extra or {})
-    return env
+@functools.lru_cache(maxsize=1)
+def _bwrap_version() -> str:
+    bwrap = _bwrap()
+    if not bwrap:
+        return ""
+    done = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=10)
+    return done.stdout.strip()
 
 
-def _limit(limits: Limits):
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_bytes,
-                                                   limits.max_file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        cpu = int(limits.timeout_s) + 5
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-
-    return apply
-
-
-def prepare_workdir(workdir: Path) -> None:
-    """The exploit's working directory must be writable by the user it runs as."""
-    if os.geteuid() == 0:
-        # The private temp folder around it only needs to be traversable.
-        os.chmod(workdir.parent, 0o711)  # noqa: S103 (traverse only, not list)
-        for path in [workdir, *workdir.rglob("*")]:
-            os.chown(path, NOBODY, NOBODY)
+@functools.lru_cache(maxsize=1)
+def _probe() -> tuple[bool, str]:
+    """Whether a real confinement starts here (the same namespaces a phase uses)."""
+    bwrap = _bwrap()
+    if bwrap is None:
+        return False, "bubblewrap (bwrap) is not installed"
+    argv = [*_privilege_drop(), bwrap, *_namespace_args(), *_base_mounts_static(),
+            "--", "/bin/true"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20,
+                              env={"PATH": SANDBOX_PATH})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"bubblewrap did not start: {exc}"
+    if done.returncode != 0:
+        return False, f"bubblewrap cannot create namespaces here: {done.stderr.strip()[:300]}"
+    return True, _bwrap_version()
 
 
-def run_sandboxed(argv: list[str], *, workdir: Path, limits: Limits,
-                  env: dict[str, str] | None = None) -> SandboxResult:
-    prefix: list[str] = []
-    as_user = "current user"
-    if os.geteuid() == 0 and shutil.which("setpriv"):
-        prefix += _drop_privileges()
-        as_user = "nobody"
-    isolated = False
-    if not limits.network and network_isolation_available():
-        prefix += ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
-        isolated = True
-    prepare_workdir(workdir)
-    stdout_path, stderr_path = workdir.parent / "stdout.txt", workdir.parent / "stderr.txt"
-    started = time.monotonic()
-    timed_out = False
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        process = subprocess.Popen(
-            [*prefix, *argv], cwd=workdir, env=env or clean_environment(workdir),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-            preexec_fn=_limit(limits), start_new_session=True,  # noqa: PLW1509 (no threads)
-        )
+def status() -> Status:
+    """What a wargame phase gets on this machine now (health, and every run's record)."""
+    ok, detail = _probe()
+    support = cgroups.detect()
+    cgroup = (f"cgroup {support.version}" if support.version
+              else f"no cgroup ({support.reason}): per-process rlimits only")
+    if ok:
+        return Status(True, True, f"{detail}; {cgroup}", support.version)
+    if settings.WARGAME_ALLOW_UNSANDBOXED:
+        return Status(True, False, f"UNSANDBOXED (WARGAME_ALLOW_UNSANDBOXED=1): {detail}",
+                      support.version)
+    return Status(False, False, detail, support.version)
+
+
+def reset_probe() -> None:
+    _probe.cache_clear()
+    _disable_userns.cache_clear()
+    cgroups.detect.cache_clear()
+
+
+# --- The bubblewrap command line -----------------------------------------------------------
+
+def _namespace_args() -> list[str]:
+    return ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-net", "--unshare-cgroup-try", "--uid", str(NOBODY), "--gid",
+            str(NOBODY), "--hostname", "immune-sandbox", "--die-with-parent", "--new-session",
+            *_disable_userns()]
+
+
+@functools.lru_cache(maxsize=1)
+def _disable_userns() -> list[str]:
+    """No user namespaces inside the sandbox (less kernel to attack), where bwrap can."""
+    bwrap = _bwrap()
+    if not bwrap:
+        return []
+    argv = [*_privilege_drop(), bwrap, "--unshare-user", "--disable-userns",
+            "--ro-bind", "/", "/", "--", "/bin/true"]
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        if subprocess.run(argv, capture_output=True, timeout=10).returncode == 0:
+            return ["--disable-userns"]
+    return []
+
+
+def _base_mounts_static() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in SYSTEM_DIRS:
+        host = Path("/") / name
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), f"/{name}"]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), f"/{name}"]
+    for name in ETC_FILES:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    return [*args, "--proc", "/proc", "--dev", "/dev"]
+
+
+def interpreter_prefix(python: str) -> Path | None:
+    """The installation an interpreter outside /usr lives in (it must be bound too)."""
+    real = Path(os.path.realpath(python))
+    if real.is_relative_to("/usr"):
+        return None
+    return real.parent.parent
+
+
+# --- One sandbox ------------------------------------------------------------------------------
+
+def work_base() -> Path:
+    """Where sandboxes keep their control folders: root-only, reaped by age."""
+    base = Path(settings.WARGAME_WORK_DIR or Path(tempfile.gettempdir()) / "immune-sandboxes")
+    base.mkdir(parents=True, exist_ok=True)
+    os.chmod(base, 0o711)  # noqa: S103 (traverse only: the sandbox user reaches its binds)
+    return base
+
+
+class Sandbox:
+    """One phase's confinement. Add files and binds, then ``run`` (once or more)::
+
+        with Sandbox("baseline", limits) as box:
+            script = box.add_file("/work/poc.py", data)
+            box.bind(env_path)                      # read-only, same path inside
+            result = box.run([python, script], cwd=box.path("/work"))
+
+    ``path(p)`` is where the process finds sandbox path ``p``: ``p`` itself under
+    bubblewrap, a host folder standing in for it when running unsandboxed.
+    """
+
+    def __init__(self, name: str, limits: Limits, *, index_proxy=None):
+        st = status()
+        if not st.available:
+            raise SandboxUnavailable(f"sandbox unavailable: {st.detail}")
+        self.name, self.limits, self.status = name, limits, st
+        self.confined = st.confined
+        self.control = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work_base()))
+        os.chmod(self.control, 0o711)  # noqa: S103
+        self.files = self.control / "in"  # read-only data for the sandbox (root-owned)
+        self.files.mkdir(mode=0o755)
+        self.mirror = self.control / "root"  # stand-in for the sandbox's tmpfs (unsandboxed)
+        self._binds: list[tuple[str, str, bool]] = []
+        self._index_proxy = index_proxy
+        if not self.confined:
+            for inside in ("work", "tmp"):
+                (self.mirror / inside).mkdir(parents=True)
+            _own(self.mirror, NOBODY if os.geteuid() == 0 else None)
+            os.chmod(self.mirror, 0o755)  # noqa: S103
+        self.add_file("/immune/driver.py", DRIVER.read_bytes())
+        if index_proxy is not None:
+            self.bind(index_proxy.socket_path.parent, "/immune/net")
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        shutil.rmtree(self.control, ignore_errors=True)
+
+    # where things are
+    def path(self, inside: str) -> str:
+        if self.confined:
+            return inside
+        for source, dest, _writable in self._binds:
+            if inside == dest or inside.startswith(dest.rstrip("/") + "/"):
+                return source + inside[len(dest):]
+        return str(self.mirror) + inside
+
+    def add_file(self, inside: str, data: bytes) -> str:
+        """A read-only file at ``inside`` (under /immune or /work)."""
+        if not inside.startswith(("/immune/", "/work/")):
+            raise ValueError(f"sandbox files go under /immune or /work, not {inside}")
+        host = self.files / inside.lstrip("/")
+        host.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        host.write_bytes(data)
+        host.chmod(0o644)
+        if not self.confined:
+            mirror = self.mirror / inside.lstrip("/")
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(host, mirror)
+        return self.path(inside)
+
+    def bind(self, source: str | Path, inside: str | None = None, *,
+             writable: bool = False) -> str:
+        """``source`` at ``inside`` (default: the same path); read-only unless asked."""
+        source = str(source)
+        if (inside or "").startswith("/immune/"):
+            # /immune is itself a read-only bind: the mount point must exist beforehand.
+            point = self.files / inside.lstrip("/")
+            point.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            if Path(source).is_dir():
+                point.mkdir(exist_ok=True, mode=0o755)
+            else:
+                point.touch(exist_ok=True)
+        self._binds.append((source, inside or source, writable))
+        return self.path(inside or source)
+
+    def private_copy(self, source: Path, inside: str) -> str:
+        """A writable copy of a folder, for this sandbox alone (a tree under test)."""
+        copy = self.control / "copies" / inside.strip("/").replace("/", "_")
+        shutil.copytree(source, copy, symlinks=True)
+        _own(copy, NOBODY if os.geteuid() == 0 else None)
+        os.chmod(copy.parent, 0o711)  # noqa: S103
+        return self.bind(copy, inside, writable=True)
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Only what a program needs; nothing from the server's environment."""
+        env = {"PATH": SANDBOX_PATH, "HOME": self.path("/work"), "TMPDIR": self.path("/tmp"),
+               "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+        env.update(extra or {})
+        return env
+
+    def private_dir(self, inside: str) -> str:
+        """An empty writable folder on disk, for this sandbox alone (a build's cache)."""
+        folder = self.control / "copies" / inside.strip("/").replace("/", "_")
+        folder.mkdir(parents=True)
+        _own(folder, NOBODY if os.geteuid() == 0 else None)
+        os.chmod(folder.parent, 0o711)  # noqa: S103
+        return self.bind(folder, inside, writable=True)
+
+    def relay_argv(self, commands: list[list[str]], port: int = 3128) -> list[str]:
+        """The driver running ``commands`` with the index proxy on 127.0.0.1:``port``."""
+        return [settings.WARGAME_PYTHON, self.path("/immune/driver.py"), "relay",
+                self.path("/immune/net/index-proxy.sock"), str(port), json.dumps(commands)]
+
+    # running
+    def _bwrap_args(self, cwd: str) -> list[str]:
+        size = str(self.limits.tmpfs_bytes)
+        args = [*_namespace_args(), *_base_mounts_static()]
+        for inside in ("/tmp", "/var/tmp", "/dev/shm", "/work"):
+            args += ["--size", size, "--tmpfs", inside]
+        args += ["--ro-bind", str(self.files / "immune"), "/immune"]
+        args += self._data_file_binds()
+        for source, dest, writable in self._binds:
+            args += ["--bind" if writable else "--ro-bind", source, dest]
+        etc = self.files / ".etc"
+        etc.mkdir(exist_ok=True, mode=0o755)
+        for name, text in (("passwd", PASSWD), ("group", GROUP), ("hosts", HOSTS)):
+            (etc / name).write_text(text)
+            (etc / name).chmod(0o644)
+            args += ["--ro-bind", str(etc / name), f"/etc/{name}"]
+        prefix = interpreter_prefix(settings.WARGAME_PYTHON)
+        if prefix is not None:
+            args += ["--ro-bind", str(prefix), str(prefix)]
+        return [*args, "--remount-ro", "/", "--chdir", cwd]
+
+    def _data_file_binds(self) -> list[str]:
+        # Files added under /work (the PoC) are bound one by one on top of its tmpfs.
+        root = self.files / "work"
+        if not root.is_dir():
+            return []
+        return [arg for path in sorted(p for p in root.rglob("*") if p.is_file())
+                for arg in ("--ro-bind", str(path), "/" + str(path.relative_to(self.files)))]
+
+    def run(self, argv: list[str], *, cwd: str = "/work", env: dict[str, str] | None = None,
+            timeout_s: float | None = None) -> SandboxResult:
+        limits = self.limits
+        timeout = timeout_s or limits.timeout_s
+        support = cgroups.detect()
+        group = None
+        applied = {"sandbox": "bubblewrap" if self.confined else "none (unsandboxed)",
+                   "detail": self.status.detail, "timeout_s": timeout,
+                   "tmpfs_bytes": limits.tmpfs_bytes if self.confined else None,
+                   "max_file_bytes": limits.max_file_bytes, "output_chars": OUTPUT_LIMIT}
+        if support.version:
+            group = cgroups.PhaseGroup.create(support, memory_bytes=limits.memory_bytes,
+                                              max_processes=limits.max_processes,
+                                              name=self.name)
+            applied.update(cgroup=support.version, memory_bytes=limits.memory_bytes,
+                           max_processes=limits.max_processes)
+        else:
+            applied.update(cgroup=None, memory_bytes_per_process=limits.memory_bytes,
+                           max_processes_per_uid=limits.max_processes)
+        rlimits = [f"--fsize={limits.max_file_bytes}", "--core=0"]
+        if limits.per_process_memory:
+            rlimits.append(f"--as={limits.memory_bytes}")
+        if group is None:
+            rlimits.append(f"--nproc={limits.max_processes}")
+        argv = [*(group.join_argv() if group else []), "prlimit", *rlimits, "--",
+                *_privilege_drop(), *self._command(argv, cwd)]
+        applied["user"] = "nobody" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+        applied["namespaces"] = ("user, pid, ipc, uts, cgroup, net (loopback only)"
+                                 if self.confined else "none")
+        if self._index_proxy is not None:
+            applied["network"] = "package index only, through the index proxy"
+        out_dir = self.control / "out"
+        out_dir.mkdir(mode=0o700, exist_ok=True)
+        started = time.monotonic()
+        timed_out = False
         try:
-            process.wait(timeout=limits.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            with (out_dir / "stdout").open("wb") as out, (out_dir / "stderr").open("wb") as err:
+                process = subprocess.Popen(
+                    argv, cwd="/" if self.confined else self.path(cwd),
+                    env=env or self.environment(), stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=err, start_new_session=True)
+                try:
+                    process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                finally:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+                    if group is not None:
+                        applied["killed_at_end"] = group.kill_all()
+                        applied.update(group.stats())
         finally:
-            # The whole group goes: a PoC's children (or a fork bomb) die with it.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    duration = time.monotonic() - started
-    return SandboxResult(
-        exit_code=None if timed_out else process.returncode,
-        stdout=_read(stdout_path), stderr=_read(stderr_path), duration_s=duration,
-        timed_out=timed_out, network_isolated=isolated, as_user=as_user,
-    )
+            if group is not None:
+                group.remove()
+        duration = time.monotonic() - started
+        return SandboxResult(
+            exit_code=None if timed_out else process.returncode,
+            stdout=_read(out_dir / "stdout"), stderr=_read(out_dir / "stderr"),
+            duration_s=duration, timed_out=timed_out, network_isolated=self.confined,
+            as_user=applied["user"], applied=applied)
+
+    def _command(self, argv: list[str], cwd: str) -> list[str]:
+        if not self.confined:
+            return argv
+        if os.geteuid() == 0:
+            # The sandbox user must reach every bind source (and nothing else of ours).
+            for source, _dest, _writable in self._binds:
+                _make_traversable(Path(source))
+        return [_bwrap(), *self._bwrap_args(cwd), "--", *argv]
+
+
+def _own(path: Path, uid: int | None) -> None:
+    if uid is None:
+        return
+    for item in [path, *path.rglob("*")]:
+        os.lchown(item, uid, uid)
+
+
+def _make_traversable(path: Path) -> None:
+    """Folders above a bind source let others through (x), without listing (r)."""
+    for folder in path.parents:
+        try:
+            mode = folder.stat().st_mode
+        except OSError:
+            return
+        if not mode & 0o001 and str(folder).startswith(str(work_base())):
+            os.chmod(folder, mode | 0o011)  # noqa: S103 (traverse, not list)
 
 
 def _read(path: Path) -> str:
-    with path.open("rb") as handle:
-        data = handle.read(OUTPUT_LIMIT + 1)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(OUTPUT_LIMIT + 1)
+    except OSError:
+        return ""
     text = data.decode("utf-8", errors="replace")
     return text if len(data) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + "\n… (truncated)"
+
+
+def reap_leftovers(older_than_s: float) -> dict:
+    """Remove what lost phases left: control folders and cgroups older than the cutoff
+    (a worker SIGKILLed mid-run; bubblewrap's --die-with-parent has ended its processes)."""
+    cutoff = time.time() - older_than_s
+    folders = 0
+    base = work_base()
+    for path in base.iterdir():
+        with contextlib.suppress(OSError):
+            if path.is_dir() and path.stat().st_mtime < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+                folders += 1
+    return {"folders": folders, "cgroups": cgroups.reap_stale(older_than_s)}
