@@ -5,3 +5,12 @@ class WargamingConfig(AppConfig):
     name = "apps.wargaming"
     label = "wargaming"
     verbose_name = "Wargaming (Crisol)"
+
+    def ready(self) -> None:
+        from celery.signals import worker_ready
+
+        from apps.core.health import register_check
+        from apps.wargaming import sandbox
+
+        register_check("sandbox", sandbox.health_check)
+        worker_ready.connect(sandbox.publish_status_on_start, weak=False)

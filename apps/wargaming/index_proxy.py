@@ -42,12 +42,12 @@ class _Handler(socketserver.BaseRequestHandler):
         client: socket.socket = self.request
         client.settimeout(30)
         head = b""
-        while b"\r\n\r\n" not in head:
+        while b"\r\n\r\n" not in head and b"\n\n" not in head:
             chunk = client.recv(1024)
             if not chunk or len(head) > HEADER_LIMIT:
                 return
             head += chunk
-        line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1")
         target = self.server.check(line)
         if isinstance(target, str):
             self.server.refused.append(f"{line[:200]} ({target})")

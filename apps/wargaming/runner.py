@@ -140,7 +140,7 @@ def phase_from(result: SandboxResult, *, name: str,
 def package_phase(exploit: Exploit, name: str, requirements: list[str]) -> PhaseResult:
     started = time.monotonic()
     try:
-        env = environment_for(requirements)
+        env = environment_for(requirements, base=exploit.path.parent)
     except EnvironmentError_ as exc:
         return PhaseResult(name=name, outcome="error", output=exc.output[-8000:],
                            environment=requirements, duration_s=time.monotonic() - started,

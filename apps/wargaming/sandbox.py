@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -91,7 +92,7 @@ class Status:
 # --- What this machine offers ------------------------------------------------------------
 
 def _bwrap() -> str | None:
-    return shutil.which("bwrap")
+    return shutil.which(settings.WARGAME_BWRAP)
 
 
 def _privilege_drop() -> list[str]:
@@ -100,21 +101,22 @@ def _privilege_drop() -> list[str]:
     return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
 
 
-@functools.lru_cache(maxsize=1)
-def _bwrap_version() -> str:
-    bwrap = _bwrap()
-    if not bwrap:
-        return ""
+@functools.lru_cache(maxsize=4)
+def _bwrap_version(bwrap: str) -> str:
     done = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=10)
     return done.stdout.strip()
 
 
-@functools.lru_cache(maxsize=1)
 def _probe() -> tuple[bool, str]:
-    """Whether a real confinement starts here (the same namespaces a phase uses)."""
     bwrap = _bwrap()
     if bwrap is None:
-        return False, "bubblewrap (bwrap) is not installed"
+        return False, f"bubblewrap ({settings.WARGAME_BWRAP}) is not installed"
+    return _probe_bwrap(bwrap)
+
+
+@functools.lru_cache(maxsize=4)
+def _probe_bwrap(bwrap: str) -> tuple[bool, str]:
+    """Whether a real confinement starts here (the same namespaces a phase uses)."""
     argv = [*_privilege_drop(), bwrap, *_namespace_args(), *_base_mounts_static(),
             "--", "/bin/true"]
     try:
@@ -124,7 +126,7 @@ def _probe() -> tuple[bool, str]:
         return False, f"bubblewrap did not start: {exc}"
     if done.returncode != 0:
         return False, f"bubblewrap cannot create namespaces here: {done.stderr.strip()[:300]}"
-    return True, _bwrap_version()
+    return True, _bwrap_version(bwrap)
 
 
 def status() -> Status:
@@ -141,9 +143,51 @@ def status() -> Status:
     return Status(False, False, detail, support.version)
 
 
+STATUS_CACHE_KEY = "wargaming:sandbox-status"
+
+
+def publish_status() -> dict:
+    """A worker says what its sandbox is (the web process may run on another host)."""
+    from django.core.cache import cache
+
+    st = status()
+    report = {"available": st.available, "confined": st.confined, "detail": st.detail,
+              "cgroup": st.cgroup, "host": socket.gethostname(), "at": time.time()}
+    with contextlib.suppress(Exception):  # health reporting never breaks a wargame
+        cache.set(STATUS_CACHE_KEY, report, timeout=None)
+    return report
+
+
+def publish_status_on_start(**_kwargs) -> None:
+    publish_status()
+
+
+def health_check() -> str:
+    """``/health/components`` ``sandbox``: what workers report (this host's own check when
+    tasks run in-process or no worker has reported yet)."""
+    from django.core.cache import cache
+
+    from apps.core.health import Degraded
+
+    report = None
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        report = cache.get(STATUS_CACHE_KEY)
+    if report is None:
+        report = publish_status()
+        where = "this host"
+    else:
+        where = f"worker {report['host']}"
+    text = f"{where}: {report['detail']}"
+    if not report["available"]:
+        raise SandboxUnavailable(text)
+    if not report["confined"] or not report["cgroup"]:
+        raise Degraded(text)
+    return text
+
+
 def reset_probe() -> None:
-    _probe.cache_clear()
-    _disable_userns.cache_clear()
+    _probe_bwrap.cache_clear()
+    _disable_userns_for.cache_clear()
     cgroups.detect.cache_clear()
 
 
@@ -156,12 +200,14 @@ def _namespace_args() -> list[str]:
             *_disable_userns()]
 
 
-@functools.lru_cache(maxsize=1)
 def _disable_userns() -> list[str]:
-    """No user namespaces inside the sandbox (less kernel to attack), where bwrap can."""
     bwrap = _bwrap()
-    if not bwrap:
-        return []
+    return _disable_userns_for(bwrap) if bwrap else []
+
+
+@functools.lru_cache(maxsize=4)
+def _disable_userns_for(bwrap: str) -> list[str]:
+    """No user namespaces inside the sandbox (less kernel to attack), where bwrap can."""
     argv = [*_privilege_drop(), bwrap, "--unshare-user", "--disable-userns",
             "--ro-bind", "/", "/", "--", "/bin/true"]
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
@@ -339,8 +385,10 @@ class Sandbox:
         return [arg for path in sorted(p for p in root.rglob("*") if p.is_file())
                 for arg in ("--ro-bind", str(path), "/" + str(path.relative_to(self.files)))]
 
-    def run(self, argv: list[str], *, cwd: str = "/work", env: dict[str, str] | None = None,
-            timeout_s: float | None = None) -> SandboxResult:
+    def run(self, argv: list[str], *, cwd: str | None = None,
+            env: dict[str, str] | None = None, timeout_s: float | None = None) -> SandboxResult:
+        """Run ``argv`` with ``cwd`` (a ``path()``, default /work) to its end or its time."""
+        cwd = cwd or self.path("/work")
         limits = self.limits
         timeout = timeout_s or limits.timeout_s
         support = cgroups.detect()
@@ -377,7 +425,7 @@ class Sandbox:
         try:
             with (out_dir / "stdout").open("wb") as out, (out_dir / "stderr").open("wb") as err:
                 process = subprocess.Popen(
-                    argv, cwd="/" if self.confined else self.path(cwd),
+                    argv, cwd="/" if self.confined else cwd,
                     env=env or self.environment(), stdin=subprocess.DEVNULL, stdout=out,
                     stderr=err, start_new_session=True)
                 try:
