@@ -379,3 +379,19 @@ AB_ACCURACY_CACHE_S = env.int("AB_ACCURACY_CACHE_S", default=300)
 CELERY_BEAT_SCHEDULE["ml-retrain-weekly"] = {
     "task": "ml.retrain", "schedule": timedelta(days=7),
 }
+
+# --- Every wargame run ends (issue 11; docs/wargaming.md, docs/configuration.md) ------------
+#: A run still ``running`` this long after WARGAME_RUN_TIMEOUT_S is presumed lost (its worker
+#: died): the reaper ends it ``timeout`` and a redelivered task may run it again. The run
+#: task's soft and hard time limits sit inside this grace (+½ and +¾ of it).
+WARGAME_REAP_GRACE_S = env.float("WARGAME_REAP_GRACE_S", default=120.0)
+#: A run still ``queued`` this long (nobody took its task) is enqueued again, once.
+WARGAME_REQUEUE_AFTER_S = env.float("WARGAME_REQUEUE_AFTER_S", default=3600.0)
+# Redis redelivers an unacknowledged task after the visibility timeout: it must exceed the
+# longest run, or a healthy run would be handed to a second worker while it runs.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(WARGAME_RUN_TIMEOUT_S + WARGAME_REAP_GRACE_S + 600),
+}
+CELERY_BEAT_SCHEDULE["wargaming-reap"] = {
+    "task": "wargaming.reap", "schedule": timedelta(minutes=1), "options": {"expires": 55},
+}

@@ -68,15 +68,20 @@ class ExperimentAdmin(ReadOnlyAdmin):
 @admin.register(ABTestResult)
 class ABTestResultAdmin(ReadOnlyAdmin):
     list_display = ["recorded_at", "model_version", "patch_link", "p_effective",
-                    "predicted_effective", "wargame_verdict", "correct", "latency",
+                    "predicted_effective", "wargame_verdict", "covers", "correct", "latency",
                     "wargame_duration_s"]
     list_filter = ["correct", "model_version", "wargame_verdict"]
-    list_select_related = ["model_version", "prediction__patch"]
+    list_select_related = ["model_version", "prediction__patch", "wargame_run"]
     change_list_template = "admin/ab_testing/abtestresult/change_list.html"
 
     @admin.display(description="patch")
     def patch_link(self, obj):
         return f"{obj.prediction.patch.title} r{obj.prediction.patch_revision}"
+
+    @admin.display(description="exploit covers")
+    def covers(self, obj):
+        """The advisories the comparison is about (verdict scope); none: not counted."""
+        return ", ".join(obj.wargame_run.advisories) or "no advisory (not counted)"
 
     @admin.display(description="P(effective)", ordering="probability")
     def p_effective(self, obj):

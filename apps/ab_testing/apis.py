@@ -88,12 +88,17 @@ class ResultOutput(serializers.ModelSerializer):
     patch = serializers.IntegerField(source="prediction.patch_id")
     patch_revision = serializers.IntegerField(source="prediction.patch_revision")
     reviewer_decision = serializers.CharField(allow_null=True, read_only=True)
+    #: The advisories the shadow run's exploit covered: the pair compares the model with
+    #: the wargame on these APVs only (none: ``actual_effective`` is null, not counted).
+    covered_advisories = serializers.ListField(source="wargame_run.advisories",
+                                               child=serializers.CharField(), read_only=True)
 
     class Meta:
         model = ABTestResult
         fields = ["id", "experiment", "model_version", "patch", "patch_revision",
                   "prediction", "wargame_run", "probability", "predicted_effective",
-                  "wargame_verdict", "actual_effective", "correct", "ml_latency_ms",
+                  "wargame_verdict", "covered_advisories", "actual_effective", "correct",
+                  "ml_latency_ms",
                   "wargame_duration_s", "recorded_at", "reviewer_decision"]
 
 

@@ -86,9 +86,11 @@ def ab_shadow_maybe(*, prediction):
 
 
 def ab_result_record(*, run) -> ABTestResult | None:
-    """The pair for a finished run that an experiment sampled (idempotent)."""
+    """The pair for a finished run that an experiment sampled (idempotent). The wargame's
+    answer counts only when its exploit covered at least one of the patch's advisories: the
+    comparison is on the covered APVs, the others have no ground truth (verdict scope)."""
     from apps.ml.models import Prediction
-    from apps.ml.services import label_of
+    from apps.ml.services import label_of_run
 
     prediction = (Prediction.objects.filter(wargame_run=run, ab_sampled=True,
                                             ab_result__isnull=True)
@@ -99,7 +101,7 @@ def ab_result_record(*, run) -> ABTestResult | None:
                   .order_by("-enabled_at").first())
     if experiment is None:
         return None
-    label = label_of(run.verdict)
+    label = label_of_run(run)
     try:
         with transaction.atomic():
             result = _result_create(experiment, prediction, run, label)

@@ -42,7 +42,7 @@ def apv_snapshot(apv: APV) -> dict:
             "diff": patch.diff[:SNAPSHOT_DIFF_LIMIT],
             "diff_truncated": len(patch.diff) > SNAPSHOT_DIFF_LIMIT,
         },
-        "wargame_verdict": _wargame(patch),
+        "wargame_verdict": _wargame(apv),
         "prediction": prediction_snapshot(patch),
     }
 
@@ -56,13 +56,9 @@ def decision_audit_record(*, decision: Decision, snapshot: dict,
     )
 
 
-def _wargame(patch) -> dict | None:
-    if patch is None:
-        return None
-    from apps.wargaming.models import WargameRun
+def _wargame(apv) -> dict | None:
+    """The current patch's run as it concerns this APV: its verdict only when the run's
+    exploit covers the APV's advisory (verdict scope, docs/wargaming.md)."""
+    from apps.wargaming.selectors import apv_wargame
 
-    run = WargameRun.objects.filter(patch=patch).order_by("-id").first()
-    if run is None:
-        return None
-    return {"run": run.pk, "verdict": run.verdict, "confidence": run.confidence,
-            "reason": run.reason, "exploit": run.exploit}
+    return apv_wargame(apv)

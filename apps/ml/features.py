@@ -2,7 +2,8 @@
 
 Every feature is documented in ``FEATURES`` (and in docs/ml.md, generated from the same
 table). Categorical features are strings (one-hot encoded by the model's DictVectorizer),
-the rest numbers. Nothing here looks at wargame results: the model must predict them.
+the rest numbers. Nothing here looks at wargame verdicts: the model must predict them. The
+advisory features describe the advisories in the verdict's scope (``patch_features``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from apps.reviews.models import Patch, PatchStrategy
 
 #: name → what it means. The order is the documentation order.
 FEATURES: dict[str, str] = {
-    "cvss_score": "highest CVSS base score among the advisories the patch claims to fix "
-                  "(0 when none is scored)",
+    "cvss_score": "highest CVSS base score among the advisories in scope (those the exploit "
+                  "covers; all the patch claims when it covers none) (0 when none is scored)",
     "cvss_av": "attack vector of that advisory's CVSS vector (N, A, L, P; 'none')",
     "cvss_ac": "attack complexity (L, H; 'none')",
     "cvss_pr": "privileges required (N, L, H; 'none')",
@@ -31,8 +32,8 @@ FEATURES: dict[str, str] = {
     "cvss_c": "confidentiality impact (H, L, N; CVSS 4's VC)",
     "cvss_i": "integrity impact (H, L, N; CVSS 4's VI)",
     "cvss_a": "availability impact (H, L, N; CVSS 4's VA)",
-    "severity": "highest severity among the advisories (critical … low, unknown)",
-    "cwe_family": "the weakness family of the advisories' CWEs (injection, path, "
+    "severity": "highest severity among the advisories in scope (critical … low, unknown)",
+    "cwe_family": "the weakness family of the in-scope advisories' CWEs (injection, path, "
                   "deserialisation, xss, ssrf, xxe, redirect, crypto_auth, resource, "
                   "validation, exposure, other, unknown)",
     "ecosystem": "the package's ecosystem (PyPI, npm, …)",
@@ -40,8 +41,9 @@ FEATURES: dict[str, str] = {
     "version_bump": "for an upgrade, the largest part of the version that changes: major, "
                     "minor, patch, prerelease; 'none' for other strategies",
     "advisories_claimed": "how many advisories the patch claims to fix",
-    "advisories_still_affecting_target": "how many of those still list the upgrade's target "
-                                         "version as affected (0 for non-upgrades)",
+    "advisories_still_affecting_target": "how many advisories in scope still list the "
+                                         "upgrade's target version as affected (0 for "
+                                         "non-upgrades)",
     "exploit_available": "1 when the exploit library (built-in or WARGAME_EXPLOIT_DIRS) holds "
                          "a PoC for the patch's advisories or CWE",
     "diff_files": "files the diff touches",
@@ -59,7 +61,7 @@ FEATURES: dict[str, str] = {
                        "s.replace('x', …), startswith of one scheme)",
     "change_allowlist": "1 when added lines compare against an allowed set or canonicalise "
                         "(realpath, commonpath, allowed hosts, argument lists)",
-    "advisory_age_days": "days from the oldest claimed advisory's publication to the patch",
+    "advisory_age_days": "days from the oldest in-scope advisory's publication to the patch",
 }
 
 CWE_FAMILIES: dict[str, tuple[int, ...]] = {
@@ -173,25 +175,35 @@ def diff_features(diff: str) -> dict[str, int]:
     }
 
 
-def patch_features(patch: Patch, *, at: datetime | None = None) -> dict[str, float | str]:
-    """The feature dictionary of a patch revision, as of ``at`` (default: its creation)."""
+def patch_features(patch: Patch, *, at: datetime | None = None,
+                   scope: list[str] | None = None) -> dict[str, float | str]:
+    """The feature dictionary of a patch revision, as of ``at`` (default: its creation).
+
+    Features that describe the advisories use those in the verdict's scope (docs/ml.md):
+    ``scope`` is the OSV ids a run's exploit covered (training); without it, the ids the
+    library's exploit for this patch would cover (predicting). When the scope names none
+    of the patch's advisories, all of them are used."""
     from apps.wargaming.exploits import exploit_for_advisory, exploit_for_cwe
-    from apps.wargaming.services import patch_cwes
+    from apps.wargaming.services import exploit_coverage, patch_cwes
 
     at = at or patch.created_at or timezone.now()
-    advisories = {apv.advisory_id: apv.advisory
-                  for apv in patch.apvs.select_related("advisory")}.values()
+    claimed = list({apv.advisory_id: apv.advisory
+                    for apv in patch.apvs.select_related("advisory")}.values())
+    all_cwes = sorted({c for a in claimed for c in a.cwe_ids} | set(patch_cwes(patch)))
+    ids = {i for a in claimed for i in (a.osv_id, *a.aliases)}
+    if patch.strategy == PatchStrategy.CODE_PATCH:
+        exploit = exploit_for_cwe(all_cwes)
+    else:
+        exploit = exploit_for_advisory(ids, patch.package) if ids else None
+    if scope is None:
+        scope = exploit_coverage(patch, exploit)
+    advisories = [a for a in claimed if a.osv_id in set(scope)] or claimed
     scored = [a for a in advisories if a.cvss_score is not None]
     top = max(scored, key=lambda a: a.cvss_score) if scored else None
     cwes = sorted({c for a in advisories for c in a.cwe_ids} | set(patch_cwes(patch)))
-    ids = {i for a in advisories for i in (a.osv_id, *a.aliases)}
     severities = [a.severity for a in advisories if a.severity]
     published = [a.published for a in advisories if a.published]
     upgrade = patch.strategy == PatchStrategy.DEPENDENCY_UPGRADE and patch.target_version
-    if patch.strategy == PatchStrategy.CODE_PATCH:
-        exploit = exploit_for_cwe(cwes) is not None
-    else:
-        exploit = bool(ids) and exploit_for_advisory(ids, patch.package) is not None
     features: dict[str, float | str] = {
         "cvss_score": float(top.cvss_score) if top else 0.0,
         **_cvss_parts(top.cvss_vector if top and top.cvss_vector else ""),
@@ -202,10 +214,10 @@ def patch_features(patch: Patch, *, at: datetime | None = None) -> dict[str, flo
         "strategy": patch.strategy,
         "version_bump": version_bump(patch.from_version, patch.target_version)
         if upgrade else "none",
-        "advisories_claimed": len(advisories),
+        "advisories_claimed": len(claimed),
         "advisories_still_affecting_target": _still_affecting(patch, advisories)
         if upgrade else 0,
-        "exploit_available": int(exploit),
+        "exploit_available": int(exploit is not None),
         **diff_features(patch.diff if patch.strategy != PatchStrategy.DEPENDENCY_UPGRADE
                         else ""),
         "advisory_age_days": float(max(0, (at - min(published)).days)) if published else 0.0,

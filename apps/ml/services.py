@@ -48,20 +48,30 @@ def label_of(verdict: str) -> int | None:
     return LABELS.get(verdict)
 
 
+def label_of_run(run: WargameRun) -> int | None:
+    """A run's label, when it has one: a label verdict about at least one advisory. A run
+    whose exploit covers none of its patch's advisories proves nothing about the patch
+    (verdict scope, docs/wargaming.md)."""
+    return label_of(run.verdict) if run.advisories else None
+
+
 # --- Training ---------------------------------------------------------------------------------
 
 def label_runs():
-    """Finished wargames of a patch revision whose verdict is a label: the real outcomes
-    the model learns from, nothing hand-written."""
-    return WargameRun.objects.filter(patch__isnull=False, state=RunState.FINISHED,
-                                     verdict__in=list(LABELS))
+    """Finished wargames of a patch revision whose verdict is a label and whose exploit
+    covers at least one of its advisories: the real outcomes the model learns from,
+    nothing hand-written."""
+    return (WargameRun.objects.filter(patch__isnull=False, state=RunState.FINISHED,
+                                      verdict__in=list(LABELS))
+            .exclude(advisories=[]))
 
 
 def training_set() -> tuple[list[dict], list[int], int]:
-    """(features, labels, newest run id) of every label run."""
+    """(features, labels, newest run id) of every label run; the advisory features describe
+    the advisories the run's exploit covered."""
     features, labels, newest = [], [], 0
     for run in label_runs().select_related("patch").order_by("id"):
-        features.append(patch_features(run.patch))
+        features.append(patch_features(run.patch, scope=list(run.advisories)))
         labels.append(LABELS[run.verdict])
         newest = max(newest, run.pk)
     return features, labels, newest
@@ -296,7 +306,7 @@ def ml_first_route(*, patch: Patch, trigger: str) -> Routing:
 
 def predictions_settle(*, run: WargameRun) -> int:
     """Record a finished run's verdict on the predictions of its patch revision."""
-    label = label_of(run.verdict)
+    label = label_of_run(run)
     if run.patch_id is None or label is None:
         return 0
     settled = 0

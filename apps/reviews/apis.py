@@ -45,12 +45,29 @@ class APVOutput(serializers.ModelSerializer):
 
 class APVDetailOutput(APVOutput):
     """The detail adds the current patch's ML-first prediction (route, probability,
-    confidence, what drove it), or null when it has none."""
+    confidence, what drove it), or null when it has none; and its wargame as it concerns
+    this APV: null when not wargamed, else the run with ``exploit_covers``, whose
+    ``verdict`` and ``confidence`` are null when the run's exploit does not cover this
+    APV's advisory ("no exploit", docs/wargaming.md "Verdict scope")."""
 
     prediction = serializers.SerializerMethodField()
+    wargame = serializers.SerializerMethodField()
 
     class Meta(APVOutput.Meta):
-        fields = [*APVOutput.Meta.fields, "prediction"]
+        fields = [*APVOutput.Meta.fields, "prediction", "wargame"]
+
+    @extend_schema_field(inline_serializer("APVWargame", {
+        "run": serializers.IntegerField(), "state": serializers.CharField(),
+        "exploit_covers": serializers.BooleanField(),
+        "verdict": serializers.CharField(allow_null=True),
+        "confidence": serializers.FloatField(allow_null=True),
+        "reason": serializers.CharField(), "exploit": serializers.CharField(),
+        "advisories": serializers.ListField(child=serializers.CharField()),
+    }, allow_null=True))
+    def get_wargame(self, apv) -> dict | None:
+        from apps.wargaming.selectors import apv_wargame
+
+        return apv_wargame(apv)
 
     @extend_schema_field(serializers.DictField(allow_null=True))
     def get_prediction(self, apv) -> dict | None:

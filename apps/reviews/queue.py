@@ -63,9 +63,13 @@ VERDICT_CLASSES = {"patch_effective": "verdict-good", "patch_ineffective": "verd
 
 
 def cell_verdict(apv: APV) -> str:
-    """The latest wargame's verdict and confidence (annotated on the queue's queryset)."""
+    """The verdict and confidence of the latest wargame covering the APV's advisory
+    (annotated on the queue's queryset); "no exploit" when the current patch was wargamed
+    with an exploit for other advisories only."""
     verdict = getattr(apv, "wargame_verdict", None)
     if not verdict:
+        if getattr(apv, "wargame_finished", False):
+            return '<span class="verdict-other nowrap">no exploit</span>'
         return "—"
     confidence = getattr(apv, "wargame_confidence", None)
     shown = f" {confidence:.0%}" if confidence is not None else ""

@@ -20,7 +20,14 @@ class WargameRunAdmin(ReadOnlyAdmin):
     """Runs are evidence: read-only."""
 
     list_display = ["id", "patch", "package", "baseline_version", "patched_version", "verdict",
-                    "confidence", "network_isolated", "duration_s", "created_at"]
+                    "covers", "confidence", "network_isolated", "duration_s", "attempts",
+                    "created_at"]
     list_filter = ["verdict", "kind", "state"]
     search_fields = ["package", "exploit"]
     inlines = [PhaseInline]
+
+    @admin.display(description="verdict covers")
+    def covers(self, obj):
+        """Verdict scope: the advisories the exploit names; the patch's others have no
+        exploit, and this verdict says nothing about them."""
+        return ", ".join(obj.advisories) or "no advisory"

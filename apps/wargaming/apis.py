@@ -24,14 +24,18 @@ class PhaseOutput(serializers.ModelSerializer):
 
 
 class RunOutput(serializers.ModelSerializer):
+    """A run and its phases. ``advisories``: the OSV ids its exploit covers; the verdict is
+    about those only (verdict scope). ``attempts``: how often it was claimed (a redelivered
+    task re-runs a run whose worker died)."""
+
     phases = PhaseOutput(many=True)
 
     class Meta:
         model = WargameRun
         fields = ["id", "patch", "patch_revision", "kind", "state", "verdict", "confidence",
-                  "reason", "exploit", "package", "baseline_version", "patched_version",
-                  "network_isolated", "sandbox", "started_at", "finished_at", "duration_s",
-                  "trigger", "phases"]
+                  "reason", "exploit", "advisories", "package", "baseline_version",
+                  "patched_version", "network_isolated", "sandbox", "started_at",
+                  "finished_at", "duration_s", "attempts", "trigger", "phases"]
 
 
 class RunDetailApi(RetrieveAPIView):

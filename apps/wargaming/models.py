@@ -46,6 +46,17 @@ class WargameRun(TimeStampedModel):
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_s = models.FloatField(null=True, blank=True)
     trigger = models.CharField(max_length=100, blank=True)
+    #: Verdict scope: the OSV ids of the patch's advisories the exploit covers. The verdict
+    #: is about these only; the patch's other advisories have "no exploit" (apps.wargaming
+    #: .scope, docs/wargaming.md).
+    advisories = models.JSONField(default=list, blank=True,
+                                  help_text="OSV ids of the advisories the exploit covers")
+    #: "hostname:pid" of the process that claimed the run last: a redelivered task re-runs
+    #: a running run whose claimant is gone (docs/wargaming.md, "Every run ends").
+    claimed_by = models.CharField(max_length=300, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="times the run was claimed")
+    #: When the reaper re-enqueued a run that stayed queued (it does so once).
+    requeued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,13 +1,22 @@
+from django.conf import settings
+
 from apps.core.instrumentation import instrumented_task
 from apps.reviews.models import Patch
 from apps.wargaming.models import WargameRun
-from apps.wargaming.services import wargame_execute, wargame_start
+from apps.wargaming.services import wargame_execute, wargame_reap, wargame_start
+
+# The task's limits sit between the run's own timeout and the reaper's cutoff (timeout +
+# grace): the soft limit ends the run "timeout" from inside, the hard limit kills a worker
+# that ignored it, and only then may the reaper call the run lost.
+RUN_SOFT_TIME_LIMIT = int(settings.WARGAME_RUN_TIMEOUT_S + settings.WARGAME_REAP_GRACE_S / 2)
+RUN_TIME_LIMIT = int(settings.WARGAME_RUN_TIMEOUT_S + settings.WARGAME_REAP_GRACE_S * 3 / 4)
 
 
-@instrumented_task(name="wargaming.run", acks_late=True, soft_time_limit=900)
+@instrumented_task(name="wargaming.run", acks_late=True, soft_time_limit=RUN_SOFT_TIME_LIMIT,
+                   time_limit=RUN_TIME_LIMIT)
 def run_wargame(run_id: int) -> str | None:
-    """Run a queued wargame. Redelivered (acks_late after a worker died)? The run is no
-    longer queued and nothing starts twice."""
+    """Run a queued wargame. Redelivered (acks_late after a worker died)? A run another
+    live worker holds is left alone; one whose worker is gone runs again."""
     run = WargameRun.objects.filter(pk=run_id).select_related("patch", "patch__project").first()
     if run is None:
         return None
@@ -23,3 +32,9 @@ def validate_patch(patch_id: int) -> int | None:
     if created:
         run_wargame.delay(run.pk)
     return run.pk
+
+
+@instrumented_task(name="wargaming.reap")
+def reap_wargames() -> dict:
+    """Beat, every minute: end lost runs, re-enqueue forgotten ones, clean the sandbox."""
+    return wargame_reap()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import admin, messages
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -27,7 +27,8 @@ from apps.reviews.admin.forms import BulkDecisionForm, DecisionForm
 from apps.reviews.diffs import diff_css, diff_html
 from apps.reviews.models import APV, APVStatus, PatchStrategy
 from apps.reviews.queue import SEVERITY_COLOURS, humanise
-from apps.wargaming.models import Verdict, WargameRun
+from apps.wargaming.models import RunState, Verdict, WargameRun
+from apps.wargaming.selectors import covering_runs, no_exploit_reason, run_covers
 
 QUEUE_STATUSES = [APVStatus.PENDING_REVIEW, APVStatus.ESCALATED]
 DECISION_LABELS = dict(DecisionType.choices)
@@ -89,17 +90,21 @@ class StrategyFilter(admin.SimpleListFilter):
 
 
 class VerdictFilter(admin.SimpleListFilter):
-    """The verdict of the latest wargame of the APV's current patch."""
+    """The verdict of the latest wargame of the APV's current patch that covers its
+    advisory ("no exploit": the patch was wargamed with an exploit for other advisories)."""
 
     title = "wargame verdict"
     parameter_name = "verdict"
 
     def lookups(self, request, model_admin):
-        return [("none", "Not wargamed yet"), *Verdict.choices]
+        return [("none", "Not wargamed yet"), ("no_exploit", "No exploit for the advisory"),
+                *Verdict.choices]
 
     def queryset(self, request, queryset):
         if self.value() == "none":
-            return queryset.filter(wargame_verdict__isnull=True)
+            return queryset.filter(wargame_verdict__isnull=True, wargame_finished=False)
+        if self.value() == "no_exploit":
+            return queryset.filter(wargame_verdict__isnull=True, wargame_finished=True)
         if self.value():
             return queryset.filter(wargame_verdict=self.value())
         return queryset
@@ -192,10 +197,15 @@ class APVAdmin(admin.ModelAdmin):
         # The queue shows a few columns of each joined row: leave the big JSON and text
         # fields (the raw OSV record, the diff) in the database; decoding them dominated the
         # render time of a long queue.
-        latest = WargameRun.objects.filter(patch=OuterRef("current_patch")).order_by("-id")
+        # Verdict scope: only a run whose exploit covers the APV's advisory gives it a
+        # verdict; a finished run that does not makes it "no exploit".
+        covering = covering_runs()
+        finished = WargameRun.objects.filter(patch=OuterRef("current_patch"),
+                                             state=RunState.FINISHED)
         return super().get_queryset(request).annotate(
-            wargame_verdict=Subquery(latest.values("verdict")[:1]),
-            wargame_confidence=Subquery(latest.values("confidence")[:1]),
+            wargame_verdict=Subquery(covering.values("verdict")[:1]),
+            wargame_confidence=Subquery(covering.values("confidence")[:1]),
+            wargame_finished=Exists(finished),
         ).defer(
             "advisory__raw", "advisory__details", "advisory__references",
             "advisory__severity_vectors", "advisory__cwe_ids", "current_patch__diff",
@@ -226,6 +236,9 @@ class APVAdmin(admin.ModelAdmin):
             return super().change_view(request, object_id, form_url, extra_context)
         apv = self._apv(object_id)
         patch = apv.current_patch
+        wargame = (WargameRun.objects.filter(patch=patch).prefetch_related("phases")
+                   .order_by("-id").first() if patch else None)
+        covers = run_covers(wargame, apv)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta, "title": f"{apv.code}: {apv.advisory.osv_id}",
@@ -239,8 +252,9 @@ class APVAdmin(admin.ModelAdmin):
             "waiting": humanise(timezone.now() - apv.pending_review_at)
             if apv.pending_review_at else "—",
             "severity_colour": SEVERITY_COLOURS.get(apv.severity, "#6b7280"),
-            "wargame": WargameRun.objects.filter(patch=patch).prefetch_related("phases")
-            .order_by("-id").first() if patch else None,
+            "wargame": wargame, "wargame_covers": covers,
+            "no_exploit": no_exploit_reason(wargame, apv)
+            if wargame and wargame.state == RunState.FINISHED and not covers else "",
             "prediction": prediction_latest(patch),
             "has_view_permission": True, "original": apv,
         }

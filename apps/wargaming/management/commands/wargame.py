@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.errors import ApplicationError
 from apps.reviews.models import APV
+from apps.wargaming.selectors import no_exploit_reason, run_covers
 from apps.wargaming.services import wargame_execute, wargame_run_package, wargame_start
 
 OUTPUT_LIMIT = 2000
@@ -48,13 +49,16 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(json.dumps({
                 "run": run.pk, "verdict": run.verdict, "confidence": run.confidence,
-                "reason": run.reason, "exploit": run.exploit,
+                "reason": run.reason, "exploit": run.exploit, "advisories": run.advisories,
                 "network_isolated": run.network_isolated, **phases}, indent=2))
             return
-        self.stdout.write(f"exploit: {run.exploit}")
+        self.stdout.write(f"exploit: {run.exploit} (covers "
+                          f"{', '.join(run.advisories) or 'no advisory'})")
         for name, phase in phases.items():
             self.stdout.write(f"  {name:<10} {phase['outcome']:<12} exit={phase['exit_code']} "
                               f"{phase['duration_s']}s")
         style = self.style.SUCCESS if run.verdict == "patch_effective" else self.style.WARNING
         self.stdout.write(style(f"verdict: {run.verdict} (confidence {run.confidence}) — "
                                 f"{run.reason}"))
+        if apv and not run_covers(run, record):
+            self.stdout.write(self.style.WARNING(f"{apv}: {no_exploit_reason(run, record)}"))
