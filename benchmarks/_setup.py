@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/immune_bench"
 
 
-def django_on_bench_database() -> str:
-    """Point Django at the benchmark database (created if missing), migrate, return its URL."""
+def django_on_bench_database(*, fresh: bool = False) -> str:
+    """Point Django at the benchmark database (created if missing; dropped and created again
+    with ``fresh``), migrate, return its URL."""
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "immune.settings")
@@ -26,6 +27,8 @@ def django_on_bench_database() -> str:
     name = url.rsplit("/", 1)[1]
     admin_url = url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin_url, autocommit=True) as conn:
+        if fresh:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')
