@@ -26,8 +26,16 @@ import structlog
 from django.conf import settings
 from packaging.requirements import InvalidRequirement, Requirement
 
+from apps.wargaming.exploits import exploit_dirs
 from apps.wargaming.index_proxy import IndexProxy
-from apps.wargaming.sandbox import NOBODY, Limits, Sandbox, work_base
+from apps.wargaming.sandbox import (
+    NOBODY,
+    Limits,
+    Sandbox,
+    SandboxUnavailable,
+    owned_folder,
+    work_base,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +84,10 @@ def env_root() -> Path:
     if os.geteuid() == 0 and not _reachable_by_others(root):
         fallback = Path(tempfile.gettempdir()) / "immune-wargame-envs"
         log.warning("wargame.env_dir_unreachable", configured=str(root), using=str(fallback))
-        root = fallback
+        try:
+            root = owned_folder(fallback, 0o755)
+        except SandboxUnavailable as exc:
+            raise EnvironmentError_(str(exc)) from exc
     return root
 
 
@@ -166,12 +177,20 @@ def _local(box: Sandbox, requirement: str, index: int, base: Path | None) -> str
         return requirement
     if not source.exists():
         raise EnvironmentError_(f"requirement {requirement!r}: {source} does not exist")
+    if not any(source.is_relative_to(folder) for folder in _exploit_folders(base)):
+        # A PoC's author must not read the worker's files through the build (as root).
+        raise EnvironmentError_(f"requirement {requirement!r}: {source} is outside the "
+                                "exploit's folder and WARGAME_EXPLOIT_DIRS")
     inside = f"/src/{index}/{source.name}"
     if source.is_dir():
         copy = box.private_copy(source, inside)
     else:
         copy = box.add_file(f"/immune/src/{index}/{source.name}", source.read_bytes())
     return f"{prefix}file://{copy}" if prefix else copy
+
+
+def _exploit_folders(base: Path | None) -> list[Path]:
+    return [p.resolve() for p in ([base] if base else []) + exploit_dirs()]
 
 
 def _local_path(requirement: str, base: Path | None) -> tuple[Path | None, str]:
@@ -182,7 +201,7 @@ def _local_path(requirement: str, base: Path | None) -> tuple[Path | None, str]:
         parsed = None
     if parsed is not None:
         if parsed.url and parsed.url.startswith("file:"):
-            return Path(unquote(urlsplit(parsed.url).path)), f"{parsed.name} @ "
+            return Path(unquote(urlsplit(parsed.url).path)).resolve(), f"{parsed.name} @ "
         return None, ""
     if requirement.startswith(("/", "./", "../", "~", "file:")):
         text = unquote(urlsplit(requirement).path) if requirement.startswith("file:") \

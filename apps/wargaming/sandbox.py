@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -239,12 +240,23 @@ def interpreter_prefix(python: str) -> Path | None:
 
 # --- One sandbox ------------------------------------------------------------------------------
 
+def owned_folder(path: Path, mode: int) -> Path:
+    """``path`` as a real folder of ours with ``mode``: in a shared place such as /tmp,
+    another local user must not have made it first (or made it a symlink)."""
+    path.mkdir(parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise SandboxUnavailable(f"sandbox unavailable: {path} is not a folder owned by "
+                                 f"uid {os.geteuid()}")
+    os.chmod(path, mode)
+    return path
+
+
 def work_base() -> Path:
     """Where sandboxes keep their control folders: root-only, reaped by age."""
     base = Path(settings.WARGAME_WORK_DIR or Path(tempfile.gettempdir()) / "immune-sandboxes")
-    base.mkdir(parents=True, exist_ok=True)
-    os.chmod(base, 0o711)  # noqa: S103 (traverse only: the sandbox user reaches its binds)
-    return base
+    # traverse only: the sandbox user reaches its binds, nobody lists the folders
+    return owned_folder(base, 0o711)
 
 
 class Sandbox:

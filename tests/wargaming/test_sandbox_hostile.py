@@ -288,3 +288,17 @@ def test_nul_and_nan_output_end_the_run_cleanly(tmp_path, stdout, verdict):
         assert run.phases.get(name="baseline").evidence["note"] == "ab"
     else:
         assert "NaN" in run.reason or "Infinity" in run.reason
+
+
+@pytest.mark.parametrize("target", ["/etc/shadow", "../outside"])
+def test_requires_cannot_name_a_file_outside_the_exploit_folders(tmp_path, settings, target):
+    """The build runs as root's proxy for a PoC author: ``# requires: /etc/shadow`` would
+    copy a root-only file into a sandbox where the author's build backend reads it."""
+    from apps.wargaming.environments import EnvironmentError_, environment_for
+
+    settings.WARGAME_ENV_DIR = str(tmp_path / "envs")
+    (tmp_path / "outside").mkdir()
+    folder = tmp_path / "exploits"
+    folder.mkdir()
+    with pytest.raises(EnvironmentError_, match="outside the exploit's folder"):
+        environment_for(["pyyaml==5.3.1", target], base=folder)
