@@ -200,6 +200,27 @@ def test_a_crash_after_the_claim_ends_the_run_with_the_exception(patch, settings
     assert _apv_status(patch) == "pending_review"
 
 
+def test_the_task_soft_time_limit_ends_the_run_timeout(patch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from apps.wargaming.services import _crashed
+    from apps.wargaming.tasks import RUN_SOFT_TIME_LIMIT, RUN_TIME_LIMIT, run_wargame
+
+    run = _claimed(patch)
+    run = _store(run, _crashed(SoftTimeLimitExceeded()), free_apvs=True)
+    assert (run.state, run.verdict) == ("finished", "timeout")
+    assert _apv_status(patch) == "pending_review"
+    # The limits sit between the run's budget and the reaper's cutoff.
+    budget = django_settings.WARGAME_RUN_TIMEOUT_S
+    assert budget < RUN_SOFT_TIME_LIMIT < RUN_TIME_LIMIT < budget + \
+        django_settings.WARGAME_REAP_GRACE_S
+    assert run_wargame.soft_time_limit == RUN_SOFT_TIME_LIMIT
+    assert run_wargame.time_limit == RUN_TIME_LIMIT
+    assert django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > \
+        budget + django_settings.WARGAME_REAP_GRACE_S
+    assert django_settings.CELERY_BEAT_SCHEDULE["wargaming-reap"]["task"] == "wargaming.reap"
+
+
 # --- the reaper -------------------------------------------------------------------------------
 
 
