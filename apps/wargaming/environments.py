@@ -17,23 +17,25 @@ import os
 import shutil
 import stat
 import sys
+import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import structlog
 from django.conf import settings
-from packaging.requirements import InvalidRequirement, Requirement
 
+from apps.wargaming.build_inputs import BuildInputError, check_option, checked_local, digest, unpack
 from apps.wargaming.exploits import exploit_dirs
 from apps.wargaming.index_proxy import IndexProxy
 from apps.wargaming.sandbox import (
-    NOBODY,
     Limits,
     Sandbox,
     SandboxUnavailable,
     owned_folder,
+    sandbox_uid,
     work_base,
 )
 
@@ -96,66 +98,97 @@ def environment_for(requirements: list[str], *, base: Path | None = None) -> Env
 
     ``base`` is the folder relative requirement paths are read from (the exploit's)."""
     requirements = sorted(dict.fromkeys(r.strip() for r in requirements if r.strip()))
+    allowed = [p.resolve() for p in ([base] if base else []) + exploit_dirs()]
+    local: dict[str, tuple[Path, str]] = {}
+    try:
+        for requirement in requirements:
+            check_option(requirement)
+            source, prefix = checked_local(requirement, base, allowed)
+            if source is not None:
+                local[requirement] = (source, prefix)
+    except BuildInputError as exc:
+        raise EnvironmentError_(str(exc)) from exc
     constraints = _constraints()
-    interpreter = settings.WARGAME_PYTHON
-    key = hashlib.sha256("\n".join([interpreter, settings.WARGAME_INDEX_URL, *requirements,
-                                    "--", constraints]).encode()).hexdigest()[:20]
+    # Local sources count by where they are and what they hold: two PoCs' "./helper"
+    # never share an environment, and a changed folder is built anew.
+    sources = [f"{req} {src} {digest(src)}" for req, (src, _) in sorted(local.items())]
+    key = hashlib.sha256("\n".join([settings.WARGAME_PYTHON, settings.WARGAME_INDEX_URL,
+                                    *requirements, "--", *sources, "--", constraints])
+                         .encode()).hexdigest()[:20]
     root = env_root()
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # noqa: S103 (the sandbox user reads environments)
     path = root / key
-    python = path / "bin" / "python"
+    # The marker lives beside the environment, in a folder no sandbox ever sees: a build
+    # cannot plant it (or a symlink or a FIFO in its place).
+    marker = root / f"{key}.complete"
     with (root / f"{key}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (path / ".complete").exists():
-            return Environment(path, python, tuple(requirements), reused=True)
+        if marker.is_file() and path.is_dir():
+            return Environment(path, path / "bin" / "python", tuple(requirements), reused=True)
+        marker.unlink(missing_ok=True)
         shutil.rmtree(path, ignore_errors=True)
-        path.mkdir()
         try:
-            _build(path, requirements, constraints, base)
+            _build(path, requirements, local, constraints)
+            _seal(path)
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
-        _seal(path)
-        (path / ".complete").write_text("\n".join(requirements))
-    return Environment(path, python, tuple(requirements), reused=False)
+        marker.write_text("\n".join(requirements))
+    return Environment(path, path / "bin" / "python", tuple(requirements), reused=False)
 
 
-def _build(path: Path, requirements: list[str], constraints: str, base: Path | None) -> None:
-    """uv in a sandbox: the environment is its only writable folder besides a private
-    cache, and the package index (through the index proxy) its only network."""
-    if os.geteuid() == 0:
-        os.chown(path, NOBODY, NOBODY)
+def _build(path: Path, requirements: list[str], local: dict[str, tuple[Path, str]],
+           constraints: str) -> None:
+    """uv in a sandbox: the environment is built on a size-capped tmpfs at its own path
+    with a private cache beside it, the package index (through the index proxy) is its
+    only network, and it leaves the sandbox as a bounded tar stream (build_inputs.unpack)."""
+    disk = settings.WARGAME_BUILD_DISK_MB * 1024 * 1024
     hosts = {urlsplit(settings.WARGAME_INDEX_URL).hostname or "", *settings.WARGAME_INDEX_HOSTS}
     build_limits = Limits(timeout_s=INSTALL_TIMEOUT_S,
                           memory_bytes=settings.WARGAME_BUILD_MEMORY_MB * 1024 * 1024,
                           max_processes=max(settings.WARGAME_MAX_PROCESSES, 256),
-                          max_file_bytes=1024 ** 3,
-                          tmpfs_bytes=settings.WARGAME_TMPFS_MB * 1024 * 1024,
-                          per_process_memory=False)
+                          max_file_bytes=disk, tmpfs_bytes=disk, per_process_memory=False)
     proxy_folder = Path(tempfile.mkdtemp(prefix="proxy-", dir=work_base()))
     os.chmod(proxy_folder, 0o755)  # noqa: S103 (only the proxy's socket is in it)
+    unpacked: dict = {}
     try:
         with IndexProxy(proxy_folder, hosts) as proxy, \
                 Sandbox("build", build_limits, index_proxy=proxy) as box:
-            box.bind(path, writable=True)
+            if box.confined:
+                target = box.tmpfs(str(path), disk)
+            else:  # unsandboxed (operator's choice): built in place
+                path.mkdir()
+                _own(path)
+                target = box.bind(path, writable=True)
             uv = box.bind(_uv(), "/opt/uv/uv")
-            cache = box.private_dir("/cache")
-            argv = [uv, "pip", "install", "--quiet", "--python", str(path / "bin" / "python"),
+            cache = box.tmpfs("/cache", disk)
+            argv = [uv, "pip", "install", "--quiet", "--python", f"{target}/bin/python",
                     "--index-url", settings.WARGAME_INDEX_URL]
             if constraints:
                 # Build constraints apply to building sdists (PyYAML 5.3.1 needs Cython<3).
                 argv += ["--build-constraint",
                          box.add_file("/immune/build-constraints.txt", constraints.encode())]
-            argv += [_local(box, r, n, base) for n, r in enumerate(requirements)]
+            argv += ["--", *(_inside(box, r, n, local.get(r))
+                             for n, r in enumerate(requirements))]
             env = box.environment({
                 "UV_CACHE_DIR": cache, "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never",
                 "UV_LINK_MODE": "copy", "UV_NO_PROGRESS": "1",
                 "HTTPS_PROXY": "http://127.0.0.1:3128", "HTTP_PROXY": "http://127.0.0.1:3128",
                 **_certificates(box)})
-            commands = [[uv, "venv", "--quiet", "--python", settings.WARGAME_PYTHON, str(path)],
-                        argv]
-            result = box.run(box.relay_argv(commands), env=env)
+            spec: dict = {"commands": [
+                [uv, "venv", "--quiet", "--python", settings.WARGAME_PYTHON, target], argv]}
+            reader = None
+            if box.confined:
+                read_fd, write_fd = box.export_pipe()
+                spec["export"] = {"path": target, "fd": write_fd, "kill_others": True}
+                path.mkdir(mode=0o755)
+                reader = threading.Thread(target=_unpack_into, daemon=True,
+                                          args=(read_fd, path, disk, unpacked))
+                reader.start()
+            result = box.start(box.relay_argv(spec), env=env).finish(INSTALL_TIMEOUT_S)
+            if reader is not None:
+                reader.join(timeout=60)
             refused = proxy.refused
     finally:
         shutil.rmtree(proxy_folder, ignore_errors=True)
@@ -167,50 +200,36 @@ def _build(path: Path, requirements: list[str], constraints: str, base: Path | N
         if refused:
             output += "\n--- index proxy refused ---\n" + "\n".join(refused[-20:])
         raise EnvironmentError_(f"installing {', '.join(requirements)} failed", output)
+    if "error" in unpacked:
+        raise EnvironmentError_(f"the built environment was refused: {unpacked['error']}")
+    if not (path / "bin" / "python").exists():
+        raise EnvironmentError_("the build ended without an environment")
 
 
-def _local(box: Sandbox, requirement: str, index: int, base: Path | None) -> str:
-    """A requirement naming a local folder or file gets a private copy of it in the build's
-    sandbox (its build backend may write beside it); anything else is passed as it is."""
-    source, prefix = _local_path(requirement, base)
-    if source is None:
+def _unpack_into(read_fd: int, path: Path, cap: int, outcome: dict) -> None:
+    try:
+        outcome["bytes"] = unpack(read_fd, path, cap)
+    except (BuildInputError, tarfile.TarError, OSError) as exc:
+        outcome["error"] = str(exc) or type(exc).__name__
+
+
+def _inside(box: Sandbox, requirement: str, index: int,
+            local: tuple[Path, str] | None) -> str:
+    """A local folder or file gets a private copy in the build's sandbox (its build backend
+    may write beside it); anything else is passed as it is."""
+    if local is None:
         return requirement
-    if not source.exists():
-        raise EnvironmentError_(f"requirement {requirement!r}: {source} does not exist")
-    if not any(source.is_relative_to(folder) for folder in _exploit_folders(base)):
-        # A PoC's author must not read the worker's files through the build (as root).
-        raise EnvironmentError_(f"requirement {requirement!r}: {source} is outside the "
-                                "exploit's folder and WARGAME_EXPLOIT_DIRS")
-    inside = f"/src/{index}/{source.name}"
+    source, prefix = local
     if source.is_dir():
-        copy = box.private_copy(source, inside)
+        copy = box.private_copy(source, f"/src/{index}/{source.name}")
     else:
         copy = box.add_file(f"/immune/src/{index}/{source.name}", source.read_bytes())
     return f"{prefix}file://{copy}" if prefix else copy
 
 
-def _exploit_folders(base: Path | None) -> list[Path]:
-    return [p.resolve() for p in ([base] if base else []) + exploit_dirs()]
-
-
-def _local_path(requirement: str, base: Path | None) -> tuple[Path | None, str]:
-    """(path, "name @ " prefix or "") of a local requirement, or (None, "")."""
-    try:
-        parsed = Requirement(requirement)
-    except InvalidRequirement:
-        parsed = None
-    if parsed is not None:
-        if parsed.url and parsed.url.startswith("file:"):
-            return Path(unquote(urlsplit(parsed.url).path)).resolve(), f"{parsed.name} @ "
-        return None, ""
-    if requirement.startswith(("/", "./", "../", "~", "file:")):
-        text = unquote(urlsplit(requirement).path) if requirement.startswith("file:") \
-            else requirement
-        path = Path(text).expanduser()
-        if not path.is_absolute():
-            path = (base or Path.cwd()) / path
-        return path.resolve(), ""
-    return None, ""
+def _own(path: Path) -> None:
+    if os.geteuid() == 0:
+        os.chown(path, sandbox_uid(), sandbox_uid())
 
 
 def _certificates(box: Sandbox) -> dict[str, str]:
@@ -224,10 +243,19 @@ def _certificates(box: Sandbox) -> dict[str, str]:
 
 
 def _seal(path: Path) -> None:
-    """Built: owned by root where we are root, and read-only for everyone else."""
-    for item in [path, *path.rglob("*")]:
-        if os.geteuid() == 0:
-            os.lchown(item, 0, 0)
-        if not item.is_symlink():
-            mode = item.stat().st_mode & ~0o022
-            item.chmod(mode | 0o044 | (0o011 if item.is_dir() or mode & 0o100 else 0))
+    """Built: owned by the worker, read-only for everyone else, no special files, no
+    set-id bits. Nothing of the build runs any more, and symlinks are never followed."""
+    for folder, dirs, files in os.walk(path, followlinks=False):
+        for name in [*dirs, *files, ""]:
+            item = os.path.join(folder, name) if name else folder
+            info = os.lstat(item)
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                os.unlink(item)  # a FIFO, socket or device has no place in an environment
+                continue
+            if os.geteuid() == 0 and (info.st_uid or info.st_gid):
+                os.lchown(item, 0, 0)
+            mode = stat.S_IMODE(info.st_mode) & 0o755  # no set-id, no group/other write
+            executable = stat.S_ISDIR(info.st_mode) or mode & 0o100
+            os.chmod(item, mode | 0o644 | (0o111 if executable else 0), follow_symlinks=False)

@@ -22,13 +22,19 @@ import select
 import socket
 import socketserver
 import threading
+import time
 from pathlib import Path
 
 import structlog
 
+from apps.wargaming.sandbox import sandbox_uid
+
 log = structlog.get_logger(__name__)
 
 HEADER_LIMIT = 8192
+HEADER_DEADLINE_S = 10  # the whole request head, not each recv
+MAX_CONNECTIONS = 32  # at once, per build (a build backend may connect to the socket itself)
+MAX_REFUSALS_KEPT = 50  # logged and kept; the rest are counted
 #: Where the host's own services live: never a package index.
 _INTERNAL = [ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")]
@@ -40,18 +46,34 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         client: socket.socket = self.request
-        client.settimeout(30)
+        if not self.server.slots.acquire(blocking=False):
+            self.server.refuse("too many connections at once", "")
+            return
+        try:
+            self._serve(client)
+        finally:
+            self.server.slots.release()
+
+    def _serve(self, client: socket.socket) -> None:
         head = b""
+        deadline = time.monotonic() + HEADER_DEADLINE_S
         while b"\r\n\r\n" not in head and b"\n\n" not in head:
-            chunk = client.recv(1024)
-            if not chunk or len(head) > HEADER_LIMIT:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or len(head) > HEADER_LIMIT:
+                return
+            client.settimeout(remaining)
+            try:
+                chunk = client.recv(1024)
+            except OSError:
+                return
+            if not chunk:
                 return
             head += chunk
+        client.settimeout(30)
         line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1")
         target = self.server.check(line)
         if isinstance(target, str):
-            self.server.refused.append(f"{line[:200]} ({target})")
-            log.warning("wargame.index_proxy_refused", request=line[:200], reason=target)
+            self.server.refuse(target, line)
             client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
             return
         try:
@@ -87,7 +109,18 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def __init__(self, path: str, allowed_hosts: set[str]):
         self.allowed_hosts = {h.lower() for h in allowed_hosts}
         self.refused: list[str] = []
+        self.refused_total = 0
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._lock = threading.Lock()
         super().__init__(path, _Handler)
+
+    def refuse(self, reason: str, line: str) -> None:
+        """Keep and log the first refusals; count the rest (a flood must not fill the log)."""
+        with self._lock:
+            self.refused_total += 1
+            if len(self.refused) < MAX_REFUSALS_KEPT:
+                self.refused.append(f"{line[:200]} ({reason})")
+                log.warning("wargame.index_proxy_refused", request=line[:200], reason=reason)
 
     def check(self, line: str) -> tuple[str, int] | str:
         """The (address, port) to connect to, or why not."""
@@ -116,14 +149,19 @@ class IndexProxy:
     def __init__(self, folder: Path, allowed_hosts: set[str]):
         self.socket_path = folder / "index-proxy.sock"
         self._server = _Server(str(self.socket_path), allowed_hosts)
-        # The sandbox user connects to it: the socket is the only thing in its folder.
-        os.chmod(self.socket_path, 0o666)  # noqa: S103
+        # Only the sandbox user connects to it (any user, where immune is not root).
+        if os.geteuid() == 0:
+            os.chown(self.socket_path, sandbox_uid(), sandbox_uid())
+            os.chmod(self.socket_path, 0o600)
+        else:
+            os.chmod(self.socket_path, 0o666)  # noqa: S103
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="wargame-index-proxy", daemon=True)
 
     @property
     def refused(self) -> list[str]:
-        return list(self._server.refused)
+        extra = self._server.refused_total - len(self._server.refused)
+        return [*self._server.refused, *([f"… and {extra} more"] if extra > 0 else [])]
 
     def __enter__(self) -> IndexProxy:
         self._thread.start()

@@ -29,7 +29,9 @@ import socket
 import stat
 import subprocess
 import tempfile
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,7 +101,14 @@ def _bwrap() -> str | None:
 def _privilege_drop() -> list[str]:
     if os.geteuid() != 0:
         return []
-    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    uid = sandbox_uid()
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+
+
+def sandbox_uid() -> int:
+    """The host uid sandboxes run as when immune is root (a dedicated one is best: any other
+    process of that uid could ptrace into the sandboxes)."""
+    return settings.WARGAME_SANDBOX_UID
 
 
 @functools.lru_cache(maxsize=4)
@@ -194,10 +203,11 @@ def reset_probe() -> None:
 
 # --- The bubblewrap command line -----------------------------------------------------------
 
-def _namespace_args() -> list[str]:
-    return ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-net", "--unshare-cgroup-try", "--uid", str(NOBODY), "--gid",
-            str(NOBODY), "--hostname", "immune-sandbox", "--die-with-parent", "--new-session",
+def _namespace_args(*, own_network: bool = True) -> list[str]:
+    network = ["--unshare-net"] if own_network else []
+    return ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", *network,
+            "--unshare-cgroup-try", "--uid", str(NOBODY), "--gid", str(NOBODY),
+            "--hostname", "immune-sandbox", "--die-with-parent", "--new-session",
             *_disable_userns()]
 
 
@@ -271,7 +281,7 @@ class Sandbox:
     bubblewrap, a host folder standing in for it when running unsandboxed.
     """
 
-    def __init__(self, name: str, limits: Limits, *, index_proxy=None):
+    def __init__(self, name: str, limits: Limits, *, index_proxy=None, netns: str = ""):
         st = status()
         if not st.available:
             raise SandboxUnavailable(f"sandbox unavailable: {st.detail}")
@@ -283,11 +293,14 @@ class Sandbox:
         self.files.mkdir(mode=0o755)
         self.mirror = self.control / "root"  # stand-in for the sandbox's tmpfs (unsandboxed)
         self._binds: list[tuple[str, str, bool]] = []
+        self._tmpfs: list[tuple[str, int]] = []
+        self._pass_fds: list[int] = []
         self._index_proxy = index_proxy
+        self.netns = netns
         if not self.confined:
             for inside in ("work", "tmp"):
                 (self.mirror / inside).mkdir(parents=True)
-            _own(self.mirror, NOBODY if os.geteuid() == 0 else None)
+            _own(self.mirror, sandbox_uid() if os.geteuid() == 0 else None)
             os.chmod(self.mirror, 0o755)  # noqa: S103
         self.add_file("/immune/driver.py", DRIVER.read_bytes())
         if index_proxy is not None:
@@ -344,7 +357,7 @@ class Sandbox:
         """A writable copy of a folder, for this sandbox alone (a tree under test)."""
         copy = self.control / "copies" / inside.strip("/").replace("/", "_")
         shutil.copytree(source, copy, symlinks=True)
-        _own(copy, NOBODY if os.geteuid() == 0 else None)
+        _own(copy, sandbox_uid() if os.geteuid() == 0 else None)
         os.chmod(copy.parent, 0o711)  # noqa: S103
         return self.bind(copy, inside, writable=True)
 
@@ -355,11 +368,18 @@ class Sandbox:
         env.update(extra or {})
         return env
 
+    def tmpfs(self, inside: str, size_bytes: int) -> str:
+        """A private size-capped tmpfs at ``inside`` (a build's target: its disk cap)."""
+        if not self.confined:
+            return self.private_dir(inside)
+        self._tmpfs.append((inside, size_bytes))
+        return inside
+
     def private_dir(self, inside: str) -> str:
         """An empty writable folder on disk, for this sandbox alone (a build's cache)."""
         folder = self.control / "copies" / inside.strip("/").replace("/", "_")
         folder.mkdir(parents=True)
-        _own(folder, NOBODY if os.geteuid() == 0 else None)
+        _own(folder, sandbox_uid() if os.geteuid() == 0 else None)
         os.chmod(folder.parent, 0o711)  # noqa: S103
         return self.bind(folder, inside, writable=True)
 
@@ -371,9 +391,11 @@ class Sandbox:
     # running
     def _bwrap_args(self, cwd: str) -> list[str]:
         size = str(self.limits.tmpfs_bytes)
-        args = [*_namespace_args(), *_base_mounts_static()]
+        args = [*_namespace_args(own_network=not self.netns), *_base_mounts_static()]
         for inside in ("/tmp", "/var/tmp", "/dev/shm", "/work"):
             args += ["--size", size, "--tmpfs", inside]
+        for inside, size_bytes in self._tmpfs:
+            args += ["--size", str(size_bytes), "--tmpfs", inside]
         args += ["--ro-bind", str(self.files / "immune"), "/immune"]
         args += self._data_file_binds()
         for source, dest, writable in self._binds:
@@ -400,13 +422,26 @@ class Sandbox:
     def run(self, argv: list[str], *, cwd: str | None = None,
             env: dict[str, str] | None = None, timeout_s: float | None = None) -> SandboxResult:
         """Run ``argv`` with ``cwd`` (a ``path()``, default /work) to its end or its time."""
+        running = self.start(argv, cwd=cwd, env=env)
+        return running.finish(timeout_s or self.limits.timeout_s)
+
+    def export_pipe(self) -> tuple[int, int]:
+        """(read end, write end) of a pipe the sandboxed process inherits (as the write
+        end's number): how a build hands its environment back as a bounded tar stream."""
+        read, write = os.pipe()
+        os.set_inheritable(write, True)
+        self._pass_fds.append(write)
+        return read, write
+
+    def start(self, argv: list[str], *, cwd: str | None = None,
+              env: dict[str, str] | None = None) -> Running:
+        """Start ``argv`` in the sandbox; ``finish()`` the result to wait, kill and clean."""
         cwd = cwd or self.path("/work")
         limits = self.limits
-        timeout = timeout_s or limits.timeout_s
         support = cgroups.detect()
         group = None
         applied = {"sandbox": "bubblewrap" if self.confined else "none (unsandboxed)",
-                   "detail": self.status.detail, "timeout_s": timeout,
+                   "detail": self.status.detail, "timeout_s": limits.timeout_s,
                    "tmpfs_bytes": limits.tmpfs_bytes if self.confined else None,
                    "max_file_bytes": limits.max_file_bytes, "output_chars": OUTPUT_LIMIT}
         if support.version:
@@ -423,43 +458,34 @@ class Sandbox:
             rlimits.append(f"--as={limits.memory_bytes}")
         if group is None:
             rlimits.append(f"--nproc={limits.max_processes}")
-        argv = [*(group.join_argv() if group else []), "prlimit", *rlimits, "--",
+        network = []
+        if self.netns and self.confined:
+            # The phase's shared network namespace (a service and its exploit), entered as
+            # root before the privileges are dropped.
+            network = ["nsenter", f"--net={self.netns}", "--"]
+        argv = [*(group.join_argv() if group else []), "prlimit", *rlimits, "--", *network,
                 *_privilege_drop(), *self._command(argv, cwd)]
-        applied["user"] = "nobody" if os.geteuid() == 0 else f"uid {os.geteuid()}"
-        applied["namespaces"] = ("user, pid, ipc, uts, cgroup, net (loopback only)"
-                                 if self.confined else "none")
+        applied["user"] = f"uid {sandbox_uid()}" if os.geteuid() == 0 else \
+            f"uid {os.geteuid()}"
+        applied["namespaces"] = "none" if not self.confined else (
+            "user, pid, ipc, uts, cgroup, net (the phase's own, loopback only)" if self.netns
+            else "user, pid, ipc, uts, cgroup, net (loopback only)")
         if self._index_proxy is not None:
             applied["network"] = "package index only, through the index proxy"
-        out_dir = self.control / "out"
-        out_dir.mkdir(mode=0o700, exist_ok=True)
-        started = time.monotonic()
-        timed_out = False
         try:
-            with (out_dir / "stdout").open("wb") as out, (out_dir / "stderr").open("wb") as err:
-                process = subprocess.Popen(
-                    argv, cwd="/" if self.confined else cwd,
-                    env=env or self.environment(), stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=err, start_new_session=True)
-                try:
-                    process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                finally:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-                    if group is not None:
-                        applied["killed_at_end"] = group.kill_all()
-                        applied.update(group.stats())
-        finally:
+            process = subprocess.Popen(
+                argv, cwd="/" if self.confined else cwd, env=env or self.environment(),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True, pass_fds=tuple(self._pass_fds))
+        except BaseException:
             if group is not None:
                 group.remove()
-        duration = time.monotonic() - started
-        return SandboxResult(
-            exit_code=None if timed_out else process.returncode,
-            stdout=_read(out_dir / "stdout"), stderr=_read(out_dir / "stderr"),
-            duration_s=duration, timed_out=timed_out, network_isolated=self.confined,
-            as_user=applied["user"], applied=applied)
+            raise
+        finally:
+            for fd in self._pass_fds:
+                os.close(fd)  # the child holds the write ends now
+            self._pass_fds = []
+        return Running(process, group, applied, self.confined)
 
     def _command(self, argv: list[str], cwd: str) -> list[str]:
         if not self.confined:
@@ -469,6 +495,73 @@ class Sandbox:
             for source, _dest, _writable in self._binds:
                 _make_traversable(Path(source))
         return [_bwrap(), *self._bwrap_args(cwd), "--", *argv]
+
+
+class _Capture:
+    """The first and last ``limit // 2`` bytes of a stream (the last line is the evidence);
+    the rest is read and dropped, so a flood costs neither memory nor disk."""
+
+    def __init__(self, stream, limit: int = OUTPUT_LIMIT):
+        self.head, self.tail, self.dropped = bytearray(), bytearray(), 0
+        self._half = limit // 2
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for chunk in iter(lambda: stream.read1(65536), b""):
+                room = self._half - len(self.head)
+                if room > 0:
+                    self.head += chunk[:room]
+                    chunk = chunk[room:]
+                self.tail += chunk
+                if len(self.tail) > self._half:
+                    self.dropped += len(self.tail) - self._half
+                    del self.tail[:len(self.tail) - self._half]
+
+    def text(self, wait_s: float = 5.0) -> str:
+        self._thread.join(wait_s)
+        middle = f"\n… ({self.dropped} bytes dropped) …\n".encode() if self.dropped else b""
+        return bytes(self.head + middle + self.tail).decode("utf-8", errors="replace")
+
+
+class Running:
+    """A started sandbox process: ``finish()`` waits up to its time, kills the sandbox and
+    whatever is left in its cgroup, and returns the result."""
+
+    def __init__(self, process: subprocess.Popen, group, applied: dict, confined: bool):
+        self.process, self.group, self.applied, self.confined = process, group, applied, confined
+        self.started = time.monotonic()
+        self._out, self._err = _Capture(process.stdout), _Capture(process.stderr)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def finish(self, timeout_s: float) -> SandboxResult:
+        timed_out = False
+        self.applied["timeout_s"] = timeout_s
+        try:
+            try:
+                self.process.wait(timeout=max(timeout_s - (time.monotonic() - self.started),
+                                              0.01))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+                if self.group is not None:
+                    self.applied["killed_at_end"] = self.group.kill_all()
+                    self.applied.update(self.group.stats())
+        finally:
+            if self.group is not None:
+                self.group.remove()
+        return SandboxResult(
+            exit_code=None if timed_out else self.process.returncode,
+            stdout=self._out.text(), stderr=self._err.text(),
+            duration_s=time.monotonic() - self.started, timed_out=timed_out,
+            network_isolated=self.confined, as_user=self.applied["user"],
+            applied=self.applied)
 
 
 def _own(path: Path, uid: int | None) -> None:
@@ -489,14 +582,43 @@ def _make_traversable(path: Path) -> None:
             os.chmod(folder, mode | 0o011)  # noqa: S103 (traverse, not list)
 
 
-def _read(path: Path) -> str:
+NETNS_PREFIX = "immune-"
+
+
+def _can_share_network() -> bool:
+    return os.geteuid() == 0 and bool(shutil.which("ip")) and bool(shutil.which("nsenter"))
+
+
+@contextlib.contextmanager
+def shared_network():
+    """A network namespace of its own (loopback up) that several sandboxes enter: an HTTP
+    phase's service and its exploit, each in a sandbox of its own. Needs root (``ip netns``);
+    yields None where that is not possible (they then share one sandbox)."""
+    if not (status().confined and _can_share_network()):
+        yield None
+        return
+    name = f"{NETNS_PREFIX}{uuid.uuid4().hex[:12]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=10)
     try:
-        with path.open("rb") as handle:
-            data = handle.read(OUTPUT_LIMIT + 1)
-    except OSError:
-        return ""
-    text = data.decode("utf-8", errors="replace")
-    return text if len(data) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + "\n… (truncated)"
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True,
+                       capture_output=True, timeout=10)
+        yield f"/run/netns/{name}"
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
+
+
+def _reap_network_namespaces(cutoff: float) -> int:
+    folder = Path("/run/netns")
+    if not (folder.is_dir() and _can_share_network()):
+        return 0
+    removed = 0
+    for path in folder.glob(f"{NETNS_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                subprocess.run(["ip", "netns", "delete", path.name], capture_output=True,
+                               timeout=10)
+                removed += 1
+    return removed
 
 
 def reap_leftovers(older_than_s: float) -> dict:
@@ -510,4 +632,5 @@ def reap_leftovers(older_than_s: float) -> dict:
             if path.is_dir() and path.stat().st_mtime < cutoff:
                 shutil.rmtree(path, ignore_errors=True)
                 folders += 1
-    return {"folders": folders, "cgroups": cgroups.reap_stale(older_than_s)}
+    return {"folders": folders, "cgroups": cgroups.reap_stale(older_than_s),
+            "network_namespaces": _reap_network_namespaces(cutoff)}

@@ -3,10 +3,17 @@
 It is bound read-only into the sandbox at ``/immune/driver.py`` and started by the
 sandbox's interpreter, so it has exactly the sandbox's rights and nothing more.
 
-``relay SOCKET PORT COMMANDS-JSON``
+``relay SOCKET PORT SPEC-JSON``
     forward ``127.0.0.1:PORT`` (in the sandbox's own network namespace) to the index proxy's
-    Unix socket, then run the commands (an environment build: a list of argv lists) one
-    after the other, stopping at the first that fails, and exit with its status.
+    Unix socket, then run ``spec["commands"]`` (an environment build: a list of argv lists)
+    one after the other, stopping at the first that fails, and exit with its status. With
+    ``spec["export"]`` (``{"path", "fd"}``), once they all succeeded: kill every other
+    process of the sandbox, then write ``path`` as a tar stream to descriptor ``fd`` (how
+    the built environment leaves the sandbox: a bounded stream the worker unpacks).
+``await URL TIMEOUT -- ARGV...``
+    wait until URL answers 200 (the service under test, in this phase's network namespace
+    but another sandbox), then exec ARGV (the exploit). Exit 97 with ``NOT_READY`` on
+    stderr when it never did.
 ``http SPEC-JSON``
     start the service under test, wait until it answers, run the exploit against it, and
     print one JSON line: the service's readiness and output, the exploit's exit code,
@@ -17,9 +24,12 @@ sandbox's interpreter, so it has exactly the sandbox's rights and nothing more.
 import contextlib
 import ctypes
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.request
@@ -70,14 +80,50 @@ def _relay(unix_path, port):
     threading.Thread(target=serve, daemon=True).start()
 
 
+NOT_READY = "immune-driver: the service did not become ready"
+
+
 def relay_main(argv):
-    unix_path, port, commands = argv[0], int(argv[1]), json.loads(argv[2])
+    unix_path, port, spec = argv[0], int(argv[1]), json.loads(argv[2])
+    _not_dumpable()  # the export descriptor is ours alone
     _relay(unix_path, port)
-    for command in commands:
+    for command in spec["commands"]:
         status = subprocess.call(command)
         if status != 0:
             sys.exit(status)
+    export = spec.get("export")
+    if export:
+        if export.get("kill_others"):  # only inside a PID namespace of the build's own
+            _kill_everyone_else()
+        _export(export["path"], export["fd"])
     sys.exit(0)
+
+
+def _kill_everyone_else():
+    """Nothing a build started (a daemon) may touch the environment while it is exported."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(-1, signal.SIGKILL)  # every process we may signal but ourselves and init
+    time.sleep(0.2)
+
+
+def _export(path, fd):
+    with os.fdopen(fd, "wb") as stream, tarfile.open(fileobj=stream, mode="w|") as tar:
+        tar.add(path, arcname=".", recursive=True)
+
+
+def await_main(argv):
+    url, timeout = argv[0], float(argv[1])
+    command = argv[argv.index("--") + 1:]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310
+                if response.status == 200:
+                    os.execv(command[0], command)  # noqa: S606 (the exploit, sandboxed)
+        except OSError:
+            time.sleep(0.1)
+    sys.stderr.write(NOT_READY + "\n")
+    sys.exit(97)
 
 
 class _Capture:
@@ -159,6 +205,8 @@ def main():
     mode, rest = sys.argv[1], sys.argv[2:]
     if mode == "relay":
         relay_main(rest)
+    elif mode == "await":
+        await_main(rest)
     elif mode == "http":
         http_main(json.loads(rest[0]))
     else:

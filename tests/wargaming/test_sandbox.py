@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from apps.wargaming.exploits import parse_exploit
 from apps.wargaming.index_proxy import IndexProxy
 from apps.wargaming.runner import run_exploit
 
-BLOCKED = "# immune-exploit: 1\n# package: none\nimport json\nprint(json.dumps({'exploited': False}))\n"
+BLOCKED = ("# immune-exploit: 1\n# package: none\nimport json\n"
+           "print(json.dumps({'exploited': False}))\n")
 
 
 @pytest.fixture
@@ -46,8 +48,9 @@ def test_health_reports_the_missing_sandbox(no_bwrap):
 
 def test_the_operator_may_allow_unsandboxed_runs_and_the_run_says_so(tmp_path, settings,
                                                                    no_bwrap):
-    from apps.core import health
     from django.conf import settings as live
+
+    from apps.core import health
 
     settings.WARGAME_ALLOW_UNSANDBOXED = True
     path = tmp_path / "poc.py"
@@ -174,3 +177,28 @@ def test_environments_behind_a_private_folder_move_where_the_sandbox_user_reache
     assert env_root() != (private / "envs").resolve()
     run = wargame_run_package(package="pyyaml", vulnerable="5.3.1", fixed="5.4")
     assert run.verdict == "patch_effective", [p.output for p in run.phases.all()]
+
+
+def test_index_proxy_bounds_its_connections_and_its_refusal_log(tmp_path):
+    from apps.wargaming.index_proxy import MAX_CONNECTIONS, MAX_REFUSALS_KEPT
+
+    with IndexProxy(tmp_path, {"pypi.org"}) as proxy:
+        for _ in range(MAX_REFUSALS_KEPT + 30):
+            _ask(proxy.socket_path, b"CONNECT evil.example:443 HTTP/1.1\r\n\r\n")
+        assert len(proxy.refused) == MAX_REFUSALS_KEPT + 1
+        assert proxy.refused[-1] == "… and 30 more"
+        idle = []
+        for _ in range(MAX_CONNECTIONS + 8):  # connections that never send a request
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(str(proxy.socket_path))
+            idle.append(sock)
+        try:
+            deadline = time.monotonic() + 10
+            while "too many connections" not in " ".join(proxy.refused) and \
+                    proxy._server.refused_total < MAX_REFUSALS_KEPT + 30 + 8 and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proxy._server.refused_total >= MAX_REFUSALS_KEPT + 30 + 8
+        finally:
+            for sock in idle:
+                sock.close()

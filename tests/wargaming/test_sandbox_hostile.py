@@ -32,6 +32,20 @@ pytestmark = pytest.mark.skipif(not status().confined, reason="needs bubblewrap:
 HEADER = "# immune-exploit: 1\n# package: pyyaml\n# advisories: TEST-HOSTILE\n"
 
 
+@pytest.fixture
+def private_envs(settings):
+    """An environment folder of this test's own that the sandbox user can reach (pytest's
+    tmp_path is behind a private folder, which would send builds to the shared one)."""
+    import shutil as sh
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="immune-test-envs-"))
+    folder.chmod(0o755)
+    settings.WARGAME_ENV_DIR = str(folder)
+    yield folder
+    sh.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def server_secrets(monkeypatch):
     """The worker's environment holds secrets, as in production."""
@@ -302,3 +316,144 @@ def test_requires_cannot_name_a_file_outside_the_exploit_folders(tmp_path, setti
     folder.mkdir()
     with pytest.raises(EnvironmentError_, match="outside the exploit's folder"):
         environment_for(["pyyaml==5.3.1", target], base=folder)
+
+
+def test_reviewer_service_cannot_forge_the_exploits_result(tmp_path):
+    """The service plants a ``json.py`` where the exploit runs and a ``.pth`` in its user
+    site, both printing "blocked". They are separate sandboxes sharing only the network:
+    the exploit still sees the flaw."""
+    from apps.wargaming.http_runs import http_phase
+
+    forged = "import sys\nprint('{\"exploited\": false, \"forged\": true}')\nsys.exit(0)\n"
+    service = textwrap.dedent(f'''
+        import argparse, os, site, sys
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+        for folder in ("/work", "/tmp", os.environ.get("HOME", "/work"),
+                       os.path.expanduser("~/.local/lib/python%d.%d/site-packages"
+                                          % sys.version_info[:2])):
+            try:
+                os.makedirs(folder, exist_ok=True)
+                open(os.path.join(folder, "json.py"), "w").write({forged!r})
+                open(os.path.join(folder, "forge.pth"), "w").write("import json")
+            except OSError:
+                pass
+        parser = argparse.ArgumentParser(); parser.add_argument("--port", type=int)
+        port = parser.parse_args().port
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200); self.end_headers()
+                self.wfile.write(b"vulnerable")
+            def log_message(self, *args):
+                pass
+        HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    ''')
+    repo = make_repo(tmp_path / "repo", {"service.py": service})
+    commit = os.popen(f"git -C {repo} rev-parse HEAD").read().strip()  # noqa: S605
+    exploit = poc(tmp_path, textwrap.dedent('''
+        import json, os, sys, urllib.request
+        body = urllib.request.urlopen(os.environ["IMMUNE_TARGET_URL"] + "/").read()
+        print(json.dumps({"exploited": body == b"vulnerable"}))
+        sys.exit(1 if body == b"vulnerable" else 0)
+    '''), name="honest.py", header="# immune-exploit: 1\n# kind: http\n# cwe: CWE-200\n")
+    phase = http_phase(exploit=parse_exploit(exploit), repo=str(repo), commit=commit,
+                       command="python service.py --port {port}", ready_path="/",
+                       name="patched")
+    assert phase.outcome == "exploited", (phase.reason, phase.output)
+    assert "forged" not in phase.evidence
+    if os.geteuid() == 0:
+        assert "two sandboxes" in phase.sandbox["layout"]
+
+
+def _evil_package(folder: Path, plant: str) -> Path:
+    """A package whose setup.py first runs ``plant`` with ``TARGET`` set to the environment
+    being built (found in uv's command line), then builds normally."""
+    folder.mkdir(parents=True)
+    (folder / "setup.py").write_text(textwrap.dedent('''
+        import glob, os
+        TARGET = None
+        for cmdline in glob.glob("/proc/*/cmdline"):
+            try:
+                args = open(cmdline, "rb").read().split(b"\\0")
+            except OSError:
+                continue
+            if b"--python" in args:
+                TARGET = os.path.dirname(os.path.dirname(
+                    args[args.index(b"--python") + 1].decode()))
+        ''') + "try:\n" + textwrap.indent(textwrap.dedent(plant), "    ") + textwrap.dedent('''
+        except FileExistsError:  # setup.py runs once per build hook
+            pass
+        from setuptools import setup
+        setup(name="evilpkg", version="1.0", py_modules=[])
+    '''))
+    return folder
+
+
+def test_a_build_cannot_plant_links_fifos_or_set_id_files_for_the_worker(tmp_path,
+                                                                         private_envs):
+    """The marker a finished build gets, and the seal after it, are written by root: a
+    symlink planted as the marker must not redirect root's write; a FIFO must not hang it;
+    a set-uid file must not come out owned by root."""
+    from apps.wargaming.environments import environment_for
+
+    victim = tmp_path / "victim"
+    victim.write_text("ORIGINAL")
+    victim.chmod(0o600)
+    folder = tmp_path / "exploits"
+    _evil_package(folder / "evilpkg", f'''
+        os.symlink({str(victim)!r}, os.path.join(TARGET, ".complete"))
+        os.mkfifo(os.path.join(TARGET, "hang.fifo"))
+        open(os.path.join(TARGET, "suid"), "w").write("#!/bin/sh\\nid\\n")
+        os.chmod(os.path.join(TARGET, "suid"), 0o6777)
+    ''')
+    started = time.monotonic()
+    env = environment_for(["./evilpkg"], base=folder)
+    assert time.monotonic() - started < 120
+    assert victim.read_text() == "ORIGINAL"
+    assert not (env.path / "hang.fifo").exists()
+    suid = (env.path / "suid").stat()
+    assert not suid.st_mode & 0o7022, oct(suid.st_mode)
+    if os.geteuid() == 0:
+        assert suid.st_uid == 0
+    assert environment_for(["./evilpkg"], base=folder).reused
+
+
+def test_two_pocs_local_helpers_never_share_an_environment(tmp_path, settings, private_envs):
+    from apps.wargaming.environments import environment_for
+
+    envs = []
+    for name in ("poc_a", "poc_b"):
+        _evil_package(tmp_path / name / "helper", f"MARK = {name!r}\n")
+        envs.append(environment_for(["./helper"], base=tmp_path / name))
+    assert envs[0].path != envs[1].path
+    # the same folder, changed: built anew
+    (tmp_path / "poc_a" / "helper" / "extra.txt").write_text("changed")
+    assert environment_for(["./helper"], base=tmp_path / "poc_a").path != envs[0].path
+
+
+@pytest.mark.parametrize("option", ["--find-links=/root", "-r/etc/shadow", "--target=/"])
+def test_requirement_options_never_reach_uv(tmp_path, option):
+    from apps.wargaming.environments import EnvironmentError_, environment_for
+
+    with pytest.raises(EnvironmentError_, match="is an option"):
+        environment_for(["pyyaml==5.3.1", option], base=tmp_path)
+
+
+def test_a_build_is_capped_in_disk(tmp_path, settings, private_envs):
+    """A build backend filling its target hits the tmpfs cap; nothing reaches the host."""
+    import shutil as sh
+
+    from apps.wargaming.environments import EnvironmentError_, environment_for
+
+    settings.WARGAME_BUILD_DISK_MB = 64
+    folder = tmp_path / "exploits"
+    _evil_package(folder / "evilpkg", '''
+        for i in range(8):
+            with open(os.path.join(TARGET, "fill%d" % i), "wb") as handle:
+                handle.write(b"x" * (32 * 1024 * 1024))
+    ''')
+    free_before = sh.disk_usage(tmp_path).free
+    with pytest.raises(EnvironmentError_) as caught:
+        environment_for(["./evilpkg"], base=folder)
+    assert "No space left" in caught.value.output or "larger than" in str(caught.value)
+    assert sh.disk_usage(tmp_path).free > free_before - 100 * 1024 * 1024
+    assert not list(Path(settings.WARGAME_ENV_DIR).glob("*.complete"))
