@@ -97,7 +97,8 @@ class PhaseGroup:
     def create(cls, support: Support, *, memory_bytes: int, max_processes: int,
                name: str = "") -> PhaseGroup:
         group = cls(support, memory_bytes, max_processes)
-        leaf = f"{name or 'phase'}-{uuid.uuid4().hex[:12]}"
+        # The worker's pid in the name: the reaper knows a group whose worker is gone.
+        leaf = f"{name or 'phase'}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
         try:
             for base in support.bases:
                 path = base / leaf
@@ -203,14 +204,30 @@ def _read_kv(path: Path) -> dict[str, int]:
     return values
 
 
+def owner_gone(name: str, mtime: float, cutoff: float) -> bool:
+    """Whether what a worker named ``<what>.<pid>.<random>`` left is an orphan: its worker
+    (on this host) is gone; a name without a pid is judged by age."""
+    parts = name.split(".")
+    if len(parts) >= 3 and parts[-2].isdigit():
+        try:
+            os.kill(int(parts[-2]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return mtime < cutoff
+
+
 def reap_stale(older_than_s: float) -> int:
-    """Kill and remove phase groups older than ``older_than_s`` (left by a lost worker)."""
+    """Kill and remove phase groups whose worker is gone (a worker SIGKILLed while a
+    sandbox was starting, before bubblewrap tied it to its parent)."""
     support = detect()
     removed = 0
     cutoff = time.time() - older_than_s
     for base in support.bases:
         for path in base.iterdir() if base.is_dir() else ():
-            if not path.is_dir() or path.stat().st_mtime > cutoff:
+            if not path.is_dir() or not owner_gone(path.name, path.stat().st_mtime, cutoff):
                 continue
             stale = PhaseGroup(support, 0, 0, [path])
             stale.kill_all(wait_s=2)

@@ -149,7 +149,7 @@ def _build(path: Path, requirements: list[str], local: dict[str, tuple[Path, str
                           memory_bytes=settings.WARGAME_BUILD_MEMORY_MB * 1024 * 1024,
                           max_processes=max(settings.WARGAME_MAX_PROCESSES, 256),
                           max_file_bytes=disk, tmpfs_bytes=disk, per_process_memory=False)
-    proxy_folder = Path(tempfile.mkdtemp(prefix="proxy-", dir=work_base()))
+    proxy_folder = Path(tempfile.mkdtemp(prefix=f"proxy.{os.getpid()}.", dir=work_base()))
     os.chmod(proxy_folder, 0o755)  # noqa: S103 (only the proxy's socket is in it)
     unpacked: dict = {}
     try:

@@ -102,7 +102,10 @@ def _privilege_drop() -> list[str]:
     if os.geteuid() != 0:
         return []
     uid = sandbox_uid()
-    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+    # --pdeathsig: the uid change clears a parent-death signal; set it again, so a worker
+    # killed before bubblewrap sets its own still takes the sandbox with it.
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--pdeathsig", "KILL", "--"]
 
 
 def sandbox_uid() -> int:
@@ -287,7 +290,8 @@ class Sandbox:
             raise SandboxUnavailable(f"sandbox unavailable: {st.detail}")
         self.name, self.limits, self.status = name, limits, st
         self.confined = st.confined
-        self.control = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work_base()))
+        # <what>.<worker pid>.<random>: the reaper removes it once that worker is gone.
+        self.control = Path(tempfile.mkdtemp(prefix=f"{name}.{os.getpid()}.", dir=work_base()))
         os.chmod(self.control, 0o711)  # noqa: S103
         self.files = self.control / "in"  # read-only data for the sandbox (root-owned)
         self.files.mkdir(mode=0o755)
@@ -453,7 +457,8 @@ class Sandbox:
         else:
             applied.update(cgroup=None, memory_bytes_per_process=limits.memory_bytes,
                            max_processes_per_uid=limits.max_processes)
-        rlimits = [f"--fsize={limits.max_file_bytes}", "--core=0"]
+        rlimits = [f"--fsize={limits.max_file_bytes}", "--core=0",
+                   f"--cpu={int(limits.timeout_s) + 5}"]
         if limits.per_process_memory:
             rlimits.append(f"--as={limits.memory_bytes}")
         if group is None:
@@ -597,7 +602,7 @@ def shared_network():
     if not (status().confined and _can_share_network()):
         yield None
         return
-    name = f"{NETNS_PREFIX}{uuid.uuid4().hex[:12]}"
+    name = f"{NETNS_PREFIX}{os.getpid()}.{uuid.uuid4().hex[:12]}"
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=10)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True,
@@ -614,7 +619,7 @@ def _reap_network_namespaces(cutoff: float) -> int:
     removed = 0
     for path in folder.glob(f"{NETNS_PREFIX}*"):
         with contextlib.suppress(OSError):
-            if path.stat().st_mtime < cutoff:
+            if cgroups.owner_gone(path.name, path.stat().st_mtime, cutoff):
                 subprocess.run(["ip", "netns", "delete", path.name], capture_output=True,
                                timeout=10)
                 removed += 1
@@ -622,14 +627,15 @@ def _reap_network_namespaces(cutoff: float) -> int:
 
 
 def reap_leftovers(older_than_s: float) -> dict:
-    """Remove what lost phases left: control folders and cgroups older than the cutoff
-    (a worker SIGKILLed mid-run; bubblewrap's --die-with-parent has ended its processes)."""
+    """Remove what lost phases left: control folders, cgroups (killing what is still in
+    them) and network namespaces whose worker is gone, and any without a worker pid older
+    than the cutoff. Bubblewrap ends a sandbox with its worker; this catches the rest."""
     cutoff = time.time() - older_than_s
     folders = 0
     base = work_base()
     for path in base.iterdir():
         with contextlib.suppress(OSError):
-            if path.is_dir() and path.stat().st_mtime < cutoff:
+            if path.is_dir() and cgroups.owner_gone(path.name, path.stat().st_mtime, cutoff):
                 shutil.rmtree(path, ignore_errors=True)
                 folders += 1
     return {"folders": folders, "cgroups": cgroups.reap_stale(older_than_s),

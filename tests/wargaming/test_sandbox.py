@@ -202,3 +202,44 @@ def test_index_proxy_bounds_its_connections_and_its_refusal_log(tmp_path):
         finally:
             for sock in idle:
                 sock.close()
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_reaper_removes_what_a_dead_worker_left_at_once_and_spares_a_live_one():
+    dead = Path(tempfile.mkdtemp(prefix=f"build.{_dead_pid()}.", dir=sandbox.work_base()))
+    alive = Path(tempfile.mkdtemp(prefix=f"build.{os.getpid()}.", dir=sandbox.work_base()))
+    os.utime(alive, (1, 1))  # old, but its worker (this process) is alive: a long build
+    try:
+        sandbox.reap_leftovers(older_than_s=3600)
+        assert not dead.exists() and alive.exists()
+    finally:
+        alive.rmdir()
+
+
+@pytest.mark.skipif(not cgroups.detect().version, reason="needs a writable cgroup hierarchy")
+def test_reaper_kills_a_sandbox_whose_worker_died_before_bubblewrap_held_it():
+    """A worker SIGKILLed while a sandbox starts: its processes are still in their cgroup,
+    which names the dead worker; the reaper kills them and removes the group."""
+    import subprocess
+
+    support = cgroups.detect()
+    group = cgroups.PhaseGroup(support, 64 * 1024 * 1024, 16)
+    for base in support.bases:
+        path = base / f"baseline.{_dead_pid()}.orphan"
+        path.mkdir()
+        group.paths.append(path)
+    orphan = subprocess.Popen([*group.join_argv(), "sleep", "60"], start_new_session=True)
+    deadline = time.monotonic() + 5
+    while not group.pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert group.pids()
+    assert cgroups.reap_stale(older_than_s=3600) >= 1
+    assert orphan.wait(timeout=10) == -9
+    assert not any(path.exists() for path in group.paths)
