@@ -41,7 +41,6 @@ from apps.wargaming.sandbox import (
 
 log = structlog.get_logger(__name__)
 
-INSTALL_TIMEOUT_S = 600
 
 
 class EnvironmentError_(Exception):  # noqa: N801 (a builtin has the plain name)
@@ -145,7 +144,9 @@ def _build(path: Path, requirements: list[str], local: dict[str, tuple[Path, str
     only network, and it leaves the sandbox as a bounded tar stream (build_inputs.unpack)."""
     disk = settings.WARGAME_BUILD_DISK_MB * 1024 * 1024
     hosts = {urlsplit(settings.WARGAME_INDEX_URL).hostname or "", *settings.WARGAME_INDEX_HOSTS}
-    build_limits = Limits(timeout_s=INSTALL_TIMEOUT_S,
+    # A build is part of its run: it gets the run's whole budget, never more.
+    timeout = settings.WARGAME_RUN_TIMEOUT_S
+    build_limits = Limits(timeout_s=timeout,
                           memory_bytes=settings.WARGAME_BUILD_MEMORY_MB * 1024 * 1024,
                           max_processes=max(settings.WARGAME_MAX_PROCESSES, 256),
                           max_file_bytes=disk, tmpfs_bytes=disk, per_process_memory=False)
@@ -186,7 +187,7 @@ def _build(path: Path, requirements: list[str], local: dict[str, tuple[Path, str
                 reader = threading.Thread(target=_unpack_into, daemon=True,
                                           args=(read_fd, path, disk, unpacked))
                 reader.start()
-            result = box.start(box.relay_argv(spec), env=env).finish(INSTALL_TIMEOUT_S)
+            result = box.start(box.relay_argv(spec), env=env).finish(timeout)
             if reader is not None:
                 reader.join(timeout=60)
             refused = proxy.refused
@@ -194,7 +195,7 @@ def _build(path: Path, requirements: list[str], local: dict[str, tuple[Path, str
         shutil.rmtree(proxy_folder, ignore_errors=True)
     if result.timed_out:
         raise EnvironmentError_(f"installing {', '.join(requirements)} took longer than "
-                                f"{INSTALL_TIMEOUT_S} s")
+                                f"{timeout:.0f} s (WARGAME_RUN_TIMEOUT_S)")
     if result.exit_code != 0:
         output = (result.stderr or result.stdout)[-20_000:]
         if refused:
