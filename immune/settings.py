@@ -357,6 +357,28 @@ WARGAME_PHASE_TIMEOUT_S = env.float("WARGAME_PHASE_TIMEOUT_S", default=30.0)
 WARGAME_RUN_TIMEOUT_S = env.float("WARGAME_RUN_TIMEOUT_S", default=300.0)
 WARGAME_MEMORY_MB = env.int("WARGAME_MEMORY_MB", default=1536)
 WARGAME_MAX_PROCESSES = env.int("WARGAME_MAX_PROCESSES", default=128)
+#: Size of each private tmpfs of a phase (/work, /tmp, /var/tmp, /dev/shm); also its disk cap.
+WARGAME_TMPFS_MB = env.int("WARGAME_TMPFS_MB", default=256)
+#: Memory for a whole environment build (uv and the build backends it runs).
+WARGAME_BUILD_MEMORY_MB = env.int("WARGAME_BUILD_MEMORY_MB", default=4096)
+#: Root-only folder for the sandboxes' control files (default: the system temp folder).
+WARGAME_WORK_DIR = env.str("WARGAME_WORK_DIR", default="")
+#: Run wargames without bubblewrap (rlimits and a scrubbed environment only). Off: a machine
+#: without the sandbox ends every wargame "error" ("sandbox unavailable") instead.
+WARGAME_ALLOW_UNSANDBOXED = env.bool("WARGAME_ALLOW_UNSANDBOXED", default=False)
+#: Host uid (and gid) the sandboxes run as when immune runs as root; a dedicated, otherwise
+#: unused uid is best (another process of that uid could ptrace into a sandbox).
+WARGAME_SANDBOX_UID = env.int("WARGAME_SANDBOX_UID", default=65534)
+#: Disk of an environment build: its target and its private uv cache are tmpfs of this size
+#: (charged to the build's memory), and the built environment is refused above it.
+WARGAME_BUILD_DISK_MB = env.int("WARGAME_BUILD_DISK_MB", default=2048)
+#: The bubblewrap executable (a name on PATH or a path).
+WARGAME_BWRAP = env.str("WARGAME_BWRAP", default="bwrap")
+#: The package index environment builds may reach (through the index proxy, nothing else).
+WARGAME_INDEX_URL = env.str("WARGAME_INDEX_URL", default="https://pypi.org/simple")
+#: Hosts the index proxy lets builds reach (the index's own host is always allowed).
+WARGAME_INDEX_HOSTS = [h for h in env.str(
+    "WARGAME_INDEX_HOSTS", default="files.pythonhosted.org").split(",") if h]
 #: Interpreter of the wargame environments. It must be readable by the sandbox user
 #: (``nobody`` when immune runs as root), so the system Python is preferred.
 WARGAME_PYTHON = env.str("WARGAME_PYTHON", default="") or (

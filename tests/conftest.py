@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 
 import pytest
 
@@ -21,6 +22,21 @@ REQUIRE_SERVICES = os.environ.get("IMMUNE_REQUIRE_SERVICES") == "1"
 _RUN = f"test{os.getpid()}"
 os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"immune-{_RUN}")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"immune-cache-{_RUN}")
+
+# One wargame-environment folder for the whole run and the servers it starts (reachable by
+# the sandbox user, and content-keyed, so it may outlive the run): the demo's environments
+# are built once, not once per fixture that loads the demo.
+if not os.environ.get("WARGAME_ENV_DIR"):
+    _ENVS = os.path.join(tempfile.gettempdir(), f"immune-test-envs-{os.getuid()}")
+    os.makedirs(_ENVS, mode=0o755, exist_ok=True)
+    os.environ["WARGAME_ENV_DIR"] = _ENVS
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _shared_wargame_environments():
+    from django.conf import settings
+
+    settings.WARGAME_ENV_DIR = os.environ["WARGAME_ENV_DIR"]
 
 
 def _database_vendor() -> str:

@@ -36,6 +36,7 @@ from apps.wargaming.sandbox import (
     SandboxUnavailable,
     owned_folder,
     sandbox_uid,
+    status,
     work_base,
 )
 
@@ -139,9 +140,34 @@ def environment_for(requirements: list[str], *, base: Path | None = None) -> Env
 
 def _build(path: Path, requirements: list[str], local: dict[str, tuple[Path, str]],
            constraints: str) -> None:
-    """uv in a sandbox: the environment is built on a size-capped tmpfs at its own path
-    with a private cache beside it, the package index (through the index proxy) is its
-    only network, and it leaves the sandbox as a bounded tar stream (build_inputs.unpack)."""
+    """uv in a sandbox (see ``_attempt``). First from wheels only (``--no-build``): no code
+    of any package runs, so the download cache may be shared between builds and a new
+    environment of known wheels is quick. When a requirement needs a build (an sdist, a
+    local folder), again with build backends allowed and an empty private cache, so that no
+    backend can poison what other builds trust."""
+    if not local and status().confined:
+        try:
+            _attempt(path, requirements, {}, "", wheels_only=True)
+            return
+        except EnvironmentError_:
+            shutil.rmtree(path, ignore_errors=True)
+    _attempt(path, requirements, local, constraints, wheels_only=False)
+
+
+def _shared_wheel_cache() -> Path:
+    """uv's cache for wheel-only builds: written by uv alone, never by a build backend."""
+    cache = env_root() / ".uv-cache-wheels"
+    cache.mkdir(mode=0o700, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(cache, sandbox_uid(), sandbox_uid())
+    return cache
+
+
+def _attempt(path: Path, requirements: list[str], local: dict[str, tuple[Path, str]],
+             constraints: str, *, wheels_only: bool) -> None:
+    """One build: the environment is built on a size-capped tmpfs at its own path, the
+    package index (through the index proxy) is its only network, and it leaves the sandbox
+    as a bounded tar stream (build_inputs.unpack)."""
     disk = settings.WARGAME_BUILD_DISK_MB * 1024 * 1024
     hosts = {urlsplit(settings.WARGAME_INDEX_URL).hostname or "", *settings.WARGAME_INDEX_HOSTS}
     # A build is part of its run: it gets the run's whole budget, never more.
@@ -163,9 +189,13 @@ def _build(path: Path, requirements: list[str], local: dict[str, tuple[Path, str
                 _own(path)
                 target = box.bind(path, writable=True)
             uv = box.bind(_uv(), "/opt/uv/uv")
-            cache = box.tmpfs("/cache", disk)
             argv = [uv, "pip", "install", "--quiet", "--python", f"{target}/bin/python",
                     "--index-url", settings.WARGAME_INDEX_URL]
+            if wheels_only:
+                cache = box.bind(_shared_wheel_cache(), "/cache", writable=True)
+                argv.append("--no-build")
+            else:
+                cache = box.tmpfs("/cache", disk)
             if constraints:
                 # Build constraints apply to building sdists (PyYAML 5.3.1 needs Cython<3).
                 argv += ["--build-constraint",

@@ -100,7 +100,10 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
                 return
             if not data:
                 return
-            (b if sock is a else a).sendall(data)
+            try:
+                (b if sock is a else a).sendall(data)
+            except OSError:  # the other side went away
+                return
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -145,6 +145,10 @@ def package_phase(exploit: Exploit, name: str, requirements: list[str]) -> Phase
         return PhaseResult(name=name, outcome="error", output=exc.output[-8000:],
                            environment=requirements, duration_s=time.monotonic() - started,
                            reason=f"{exc} (an install failure is no verdict about the patch)")
+    except SandboxUnavailable as exc:
+        return PhaseResult(name=name, outcome="error", environment=requirements,
+                           duration_s=time.monotonic() - started,
+                           reason=f"{exc} (no verdict without the sandbox)")
     phase = run_exploit(exploit, env.python, name=name, environment=list(env.requirements),
                         env_path=env.path)
     phase.evidence.setdefault("environment_reused", env.reused)
