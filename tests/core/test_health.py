@@ -29,7 +29,7 @@ def test_health_endpoints_answer_without_login(client, path):
 def test_ready_reports_each_component_with_latency(client):
     body = client.get("/health/ready").json()
     assert body["status"] == "healthy"
-    assert set(body["components"]) == {"database", "cache", "broker", "channel_layer"}
+    assert set(body["components"]) == {"database", "cache", "broker", "channel_layer", "sandbox"}
     for component in body["components"].values():
         assert component["status"] == "healthy"
         assert component["latency_ms"] >= 0
