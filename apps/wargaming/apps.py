@@ -10,7 +10,7 @@ class WargamingConfig(AppConfig):
         from celery.signals import worker_ready
 
         from apps.core.health import register_check
-        from apps.wargaming import sandbox
+        from apps.wargaming import health
 
-        register_check("sandbox", sandbox.health_check)
-        worker_ready.connect(sandbox.publish_status_on_start, weak=False)
+        register_check("sandbox", health.health_check)
+        worker_ready.connect(health.publish_status_on_start, weak=False)

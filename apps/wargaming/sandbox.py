@@ -15,6 +15,10 @@ process as well, and the wall clock kills the sandbox.
 Where bubblewrap or user namespaces are missing a phase raises :class:`SandboxUnavailable`
 (the run ends ``error``) unless the operator set ``WARGAME_ALLOW_UNSANDBOXED=1``; then it
 runs with rlimits, a scrubbed environment and ``nobody`` only, and the run records that.
+
+Around it: cgroups.py (phase-wide limits), sandbox_process.py (a started sandbox, bounded
+output), sandbox_driver.py (runs inside: HTTP phase, build relay and export),
+index_proxy.py (a build's only network), health.py (the health component).
 """
 
 from __future__ import annotations
@@ -24,26 +28,26 @@ import functools
 import json
 import os
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 from django.conf import settings
 
 from apps.wargaming import cgroups
+from apps.wargaming.sandbox_process import OUTPUT_LIMIT, Running, SandboxResult
+
+__all__ = ["OUTPUT_LIMIT", "Limits", "Running", "Sandbox", "SandboxResult", "SandboxUnavailable",
+           "reap_leftovers", "shared_network", "status"]
 
 log = structlog.get_logger(__name__)
 
 NOBODY = 65534
-OUTPUT_LIMIT = 64_000  # characters of stdout/stderr kept on the phase
 DRIVER = Path(__file__).resolve().parent / "sandbox_driver.py"
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: What a program needs from /etc (libraries, certificates, time zone, name service
@@ -70,18 +74,6 @@ class Limits:
     max_file_bytes: int = 64 * 1024 * 1024
     tmpfs_bytes: int = 256 * 1024 * 1024  # each of /work, /tmp, /var/tmp, /dev/shm
     per_process_memory: bool = True  # RLIMIT_AS too (off for builds: uv maps a lot)
-
-
-@dataclass
-class SandboxResult:
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    duration_s: float
-    timed_out: bool
-    network_isolated: bool
-    as_user: str
-    applied: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -154,48 +146,6 @@ def status() -> Status:
         return Status(True, False, f"UNSANDBOXED (WARGAME_ALLOW_UNSANDBOXED=1): {detail}",
                       support.version)
     return Status(False, False, detail, support.version)
-
-
-STATUS_CACHE_KEY = "wargaming:sandbox-status"
-
-
-def publish_status() -> dict:
-    """A worker says what its sandbox is (the web process may run on another host)."""
-    from django.core.cache import cache
-
-    st = status()
-    report = {"available": st.available, "confined": st.confined, "detail": st.detail,
-              "cgroup": st.cgroup, "host": socket.gethostname(), "at": time.time()}
-    with contextlib.suppress(Exception):  # health reporting never breaks a wargame
-        cache.set(STATUS_CACHE_KEY, report, timeout=None)
-    return report
-
-
-def publish_status_on_start(**_kwargs) -> None:
-    publish_status()
-
-
-def health_check() -> str:
-    """``/health/components`` ``sandbox``: what workers report (this host's own check when
-    tasks run in-process or no worker has reported yet)."""
-    from django.core.cache import cache
-
-    from apps.core.health import Degraded
-
-    report = None
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
-        report = cache.get(STATUS_CACHE_KEY)
-    if report is None:
-        report = publish_status()
-        where = "this host"
-    else:
-        where = f"worker {report['host']}"
-    text = f"{where}: {report['detail']}"
-    if not report["available"]:
-        raise SandboxUnavailable(text)
-    if not report["confined"] or not report["cgroup"]:
-        raise Degraded(text)
-    return text
 
 
 def reset_probe() -> None:
@@ -500,73 +450,6 @@ class Sandbox:
             for source, _dest, _writable in self._binds:
                 _make_traversable(Path(source))
         return [_bwrap(), *self._bwrap_args(cwd), "--", *argv]
-
-
-class _Capture:
-    """The first and last ``limit // 2`` bytes of a stream (the last line is the evidence);
-    the rest is read and dropped, so a flood costs neither memory nor disk."""
-
-    def __init__(self, stream, limit: int = OUTPUT_LIMIT):
-        self.head, self.tail, self.dropped = bytearray(), bytearray(), 0
-        self._half = limit // 2
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            for chunk in iter(lambda: stream.read1(65536), b""):
-                room = self._half - len(self.head)
-                if room > 0:
-                    self.head += chunk[:room]
-                    chunk = chunk[room:]
-                self.tail += chunk
-                if len(self.tail) > self._half:
-                    self.dropped += len(self.tail) - self._half
-                    del self.tail[:len(self.tail) - self._half]
-
-    def text(self, wait_s: float = 5.0) -> str:
-        self._thread.join(wait_s)
-        middle = f"\n… ({self.dropped} bytes dropped) …\n".encode() if self.dropped else b""
-        return bytes(self.head + middle + self.tail).decode("utf-8", errors="replace")
-
-
-class Running:
-    """A started sandbox process: ``finish()`` waits up to its time, kills the sandbox and
-    whatever is left in its cgroup, and returns the result."""
-
-    def __init__(self, process: subprocess.Popen, group, applied: dict, confined: bool):
-        self.process, self.group, self.applied, self.confined = process, group, applied, confined
-        self.started = time.monotonic()
-        self._out, self._err = _Capture(process.stdout), _Capture(process.stderr)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def finish(self, timeout_s: float) -> SandboxResult:
-        timed_out = False
-        self.applied["timeout_s"] = timeout_s
-        try:
-            try:
-                self.process.wait(timeout=max(timeout_s - (time.monotonic() - self.started),
-                                              0.01))
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-                if self.group is not None:
-                    self.applied["killed_at_end"] = self.group.kill_all()
-                    self.applied.update(self.group.stats())
-        finally:
-            if self.group is not None:
-                self.group.remove()
-        return SandboxResult(
-            exit_code=None if timed_out else self.process.returncode,
-            stdout=self._out.text(), stderr=self._err.text(),
-            duration_s=time.monotonic() - self.started, timed_out=timed_out,
-            network_isolated=self.confined, as_user=self.applied["user"],
-            applied=self.applied)
 
 
 def _own(path: Path, uid: int | None) -> None:
