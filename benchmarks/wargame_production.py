@@ -51,7 +51,8 @@ def _env(data: Path, extra_exploits: Path) -> dict[str, str]:
     return {**os.environ, "DJANGO_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48),
             "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECURE_SSL_REDIRECT": "false",
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-            "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            # a Redis database of its own: no other process's worker takes these tasks
+            "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
             "IMMUNE_DATA_DIR": str(data), "WARGAME_ENV_DIR": str(data / "envs"),
             "WARGAME_EXPLOIT_DIRS": str(extra_exploits), "WARGAME_AUTO": "false",
             "CHANNEL_LAYER_PREFIX": f"immune-prodcheck-{os.getpid()}",
@@ -98,11 +99,20 @@ def _procs_with(text: str) -> list[int]:
     return found
 
 
+STARTED: list[subprocess.Popen] = []
+
+
 def _worker(env) -> subprocess.Popen:
-    return subprocess.Popen([str(ROOT / ".venv" / "bin" / "celery"), "-A", "immune", "worker",
-                             "-l", "warning", "--concurrency", "1", "--pool", "prefork"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return _started(subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "celery"), "-A", "immune", "worker", "-l", "warning",
+         "--concurrency", "1", "--pool", "prefork"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True))
+
+
+def _started(process: subprocess.Popen) -> subprocess.Popen:
+    STARTED.append(process)
+    return process
 
 
 def main() -> None:
@@ -117,7 +127,8 @@ def main() -> None:
     exploits.mkdir()
     slow_token = secrets.token_hex(8)
     # A slow PoC for the PyYAML advisory, ahead of the built-in one (user folders win).
-    (exploits / "slow_pyyaml.py").write_text(
+    # (the token is in its file name, so its process is found by its command line)
+    (exploits / f"slow_pyyaml_{slow_token}.py").write_text(
         "# immune-exploit: 1\n# package: pyyaml\n# advisories: PYSEC-2021-142\n"
         f"import json, sys, time\n# {slow_token}\ntime.sleep(15)\n"
         "print(json.dumps({'exploited': True}))\nsys.exit(1)\n")
@@ -130,10 +141,11 @@ def main() -> None:
             input_text="correct-horse-battery-staple-42\n")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    web = subprocess.Popen([str(ROOT / ".venv" / "bin" / "uvicorn"), "immune.asgi:application",
-                            "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, start_new_session=True)
+    _started(subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "uvicorn"), "immune.asgi:application", "--host",
+         "127.0.0.1", "--port", str(port), "--workers", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True))
     worker = _worker(env)
     try:
         for _ in range(100):
@@ -162,10 +174,8 @@ def main() -> None:
         summary["worker_killed"] = _kill_mid_run(env, base, token, patches, slow_token,
                                                  exploits, worker)
     finally:
-        for process in (web, worker):
+        for process in STARTED:
             with_suppress_kill(process)
-        if summary.get("worker_killed", {}).get("worker2_pid"):
-            with_suppress_kill(summary["worker_killed"].pop("_worker2"))
     import shutil
 
     shutil.rmtree(data, ignore_errors=True)
@@ -208,20 +218,32 @@ def _kill_mid_run(env, base, token, patches, slow_token, exploits, worker) -> di
     while not _procs_with(slow_token) and time.monotonic() < deadline:
         time.sleep(0.2)
     sandboxed = _procs_with(slow_token)
+    if not sandboxed:
+        raise SystemExit("the slow exploit never started: "
+                         f"{_api(base, token, f'/api/v1/wargaming/runs/{run}/')}")
     children = [int(p) for p in Path(f"/proc/{worker.pid}/task/{worker.pid}/children")
                 .read_text().split()]
     victim = next(pid for pid in children if _has_descendant(pid, sandboxed))
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
     time.sleep(1)
-    survivors = [pid for pid in sandboxed if Path(f"/proc/{pid}").exists()]
+    survivors = [pid for pid in sandboxed if _running(pid)]
     # the redelivered attempt starts the same slow PoC again: wait for the verdict
     detail = _wait_run(base, token, run, timeout_s=300)
     return {"exploit_processes_before_kill": len(sandboxed),
             "first_attempt_survivors_1s_after_kill": len(survivors),
             "rerun_verdict": detail["verdict"], "attempts": detail.get("attempts"),
             "kill_to_verdict_s": round(time.monotonic() - killed_at, 2),
-            "worker_pid": worker.pid, "_worker2": worker, "worker2_pid": worker.pid}
+            "worker_pid": worker.pid}
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan waits for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _has_descendant(pid: int, targets: list[int]) -> bool:
