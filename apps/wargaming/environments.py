@@ -205,7 +205,8 @@ def _attempt(path: Path, requirements: list[str], local: dict[str, tuple[Path, s
             env = box.environment({
                 "UV_CACHE_DIR": cache, "UV_NO_CONFIG": "1", "UV_PYTHON_DOWNLOADS": "never",
                 "UV_LINK_MODE": "copy", "UV_NO_PROGRESS": "1",
-                "HTTPS_PROXY": "http://127.0.0.1:3128", "HTTP_PROXY": "http://127.0.0.1:3128",
+                "HTTPS_PROXY": f"http://127.0.0.1:{box.proxy_port}",
+                "HTTP_PROXY": f"http://127.0.0.1:{box.proxy_port}",
                 **_certificates(box)})
             spec: dict = {"commands": [
                 [uv, "venv", "--quiet", "--python", settings.WARGAME_PYTHON, target], argv]}

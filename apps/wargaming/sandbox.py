@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -337,10 +338,22 @@ class Sandbox:
         os.chmod(folder.parent, 0o711)  # noqa: S103
         return self.bind(folder, inside, writable=True)
 
-    def relay_argv(self, commands: list[list[str]], port: int = 3128) -> list[str]:
-        """The driver running ``commands`` with the index proxy on 127.0.0.1:``port``."""
+    @functools.cached_property
+    def proxy_port(self) -> int:
+        """Where the relay to the index proxy listens: 3128 in the sandbox's own network
+        namespace; a free port when unsandboxed (the host's loopback is shared then)."""
+        if self.confined:
+            return 3128
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    def relay_argv(self, spec: dict) -> list[str]:
+        """The driver running ``spec`` (sandbox_driver.py relay) with the index proxy on
+        127.0.0.1:``proxy_port``."""
         return [settings.WARGAME_PYTHON, self.path("/immune/driver.py"), "relay",
-                self.path("/immune/net/index-proxy.sock"), str(port), json.dumps(commands)]
+                self.path("/immune/net/index-proxy.sock"), str(self.proxy_port),
+                json.dumps(spec)]
 
     # running
     def _bwrap_args(self, cwd: str) -> list[str]:
