@@ -499,10 +499,18 @@ def shared_network():
         yield None
         return
     name = f"{NETNS_PREFIX}{os.getpid()}.{uuid.uuid4().hex[:12]}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=10)
     try:
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True,
+                       timeout=10)
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True,
                        capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        # e.g. root without CAP_SYS_ADMIN in a container: one sandbox for both, recorded
+        log.warning("wargame.shared_network_unavailable", error=str(exc)[:300])
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
+        yield None
+        return
+    try:
         yield f"/run/netns/{name}"
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)

@@ -243,3 +243,44 @@ def test_reaper_kills_a_sandbox_whose_worker_died_before_bubblewrap_held_it():
     assert cgroups.reap_stale(older_than_s=3600) >= 1
     assert orphan.wait(timeout=10) == -9
     assert not any(path.exists() for path in group.paths)
+
+
+@pytest.mark.skipif(not sandbox.status().confined, reason="needs bubblewrap")
+def test_http_phase_in_one_sandbox_where_no_shared_network_can_be_made(tmp_path, monkeypatch):
+    """A worker that is not root cannot make a network namespace for two sandboxes: the
+    service and its exploit then share one sandbox, and the phase says so."""
+    import textwrap
+
+    from apps.wargaming.http_runs import http_phase
+    from tests.factories import git, make_repo
+
+    monkeypatch.setattr(sandbox, "_can_share_network", lambda: False)  # as a non-root worker
+    service = textwrap.dedent('''
+        import argparse
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+        parser = argparse.ArgumentParser(); parser.add_argument("--port", type=int)
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200); self.end_headers(); self.wfile.write(b"open")
+            def log_message(self, *args):
+                pass
+        HTTPServer(("127.0.0.1", parser.parse_args().port), Handler).serve_forever()
+    ''')
+    repo = make_repo(tmp_path / "repo", {"service.py": service})
+    exploit = tmp_path / "probe.py"
+    exploit.write_text(textwrap.dedent('''\
+        # immune-exploit: 1
+        # kind: http
+        # cwe: CWE-200
+        import json, os, sys, urllib.request
+        body = urllib.request.urlopen(os.environ["IMMUNE_TARGET_URL"] + "/").read()
+        print(json.dumps({"exploited": body == b"open"}))
+        sys.exit(1 if body == b"open" else 0)
+    '''))
+    phase = http_phase(exploit=parse_exploit(exploit), repo=str(repo),
+                       commit=git(repo, "rev-parse", "HEAD").strip(),
+                       command="python service.py --port {port}", ready_path="/",
+                       name="baseline")
+    assert phase.outcome == "exploited", (phase.reason, phase.output)
+    assert "one sandbox" in phase.sandbox["layout"]
+    assert phase.network_isolated is True
