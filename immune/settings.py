@@ -372,6 +372,8 @@ WARGAME_SANDBOX_UID = env.int("WARGAME_SANDBOX_UID", default=65534)
 #: Disk of an environment build: its target and its private uv cache are tmpfs of this size
 #: (charged to the build's memory), and the built environment is refused above it.
 WARGAME_BUILD_DISK_MB = env.int("WARGAME_BUILD_DISK_MB", default=2048)
+#: Entries (files, folders, links) a built environment may hold: each is an inode on disk.
+WARGAME_BUILD_MAX_FILES = env.int("WARGAME_BUILD_MAX_FILES", default=100_000)
 #: The bubblewrap executable (a name on PATH or a path).
 WARGAME_BWRAP = env.str("WARGAME_BWRAP", default="bwrap")
 #: The package index environment builds may reach (through the index proxy, nothing else).

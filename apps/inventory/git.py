@@ -7,6 +7,7 @@ exported with ``git archive`` into a temporary folder and parsed there.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tarfile
 import tempfile
@@ -87,4 +88,19 @@ def exported_tree(path: str | Path, commit: str):
             _out, err = proc.communicate(timeout=GIT_TIMEOUT_S)
         if proc.returncode != 0:
             raise GitError(f"git archive {commit}: {err.decode(errors='replace').strip()}")
+        _drop_escaping_links(Path(target))
         yield Path(target)
+
+
+def _drop_escaping_links(root: Path) -> None:
+    """The filter checks each link when it is extracted; a link checked before a later one
+    existed can resolve out of the tree once both do (``a -> x/../../..`` with ``x`` a link
+    made after it). So the final tree is checked too: a link leaving it is removed."""
+    inside = os.path.realpath(root)
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in [*dirs, *files]:
+            item = os.path.join(folder, name)
+            if os.path.islink(item):
+                resolved = os.path.realpath(item)
+                if resolved != inside and not resolved.startswith(inside + os.sep):
+                    os.unlink(item)

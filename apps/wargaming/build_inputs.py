@@ -8,9 +8,12 @@ share an environment and a changed folder is built anew.
 
 Out: the built environment leaves the build's sandbox as a tar stream (the sandbox's
 driver writes it once every other process of the build is dead). ``unpack`` reads at most
-``cap`` bytes, takes regular files, folders and symlinks only (no FIFO, device or hard
-link), owned by the worker, without setuid/setgid bits or group/other write, and never
-writes outside the target (tarfile's ``tar`` filter).
+``cap`` bytes and ``max_entries`` entries, takes regular files, folders and symlinks only
+(no FIFO, device or hard link), owned by the worker, without setuid/setgid bits or
+group/other write, and writes no member outside the target (tarfile's ``tar`` filter).
+Symlinks keep their targets (a venv's ``bin/python`` points at the system interpreter):
+they resolve only inside sandboxes, and the worker never follows them (``_seal`` uses
+``lstat``).
 """
 
 from __future__ import annotations
@@ -102,13 +105,21 @@ class _Capped:
         return data
 
 
-def unpack(read_fd: int, target: Path, cap: int) -> int:
-    """The tar stream on ``read_fd`` into ``target`` (see the module doc); bytes read."""
+def unpack(read_fd: int, target: Path, cap: int, max_entries: int) -> int:
+    """The tar stream on ``read_fd`` into ``target`` (see the module doc); bytes read.
+    At most ``max_entries`` entries: empty files cost the byte cap nothing, but each is an
+    inode on the host's disk."""
     owner = 0 if os.geteuid() == 0 else None
+    entries = 0
     with os.fdopen(read_fd, "rb") as raw:
         stream = _Capped(raw, cap)
         with tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
+                archive.members.clear()  # a stream of millions of entries keeps none
+                entries += 1
+                if entries > max_entries:
+                    raise BuildInputError(f"the built environment has more than "
+                                          f"{max_entries} entries")
                 if not (member.isreg() or member.isdir() or member.issym()):
                     continue
                 if owner is not None:

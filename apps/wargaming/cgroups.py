@@ -150,6 +150,8 @@ class PhaseGroup:
         deadline = time.monotonic() + wait_s
         while (pids := self.pids()) and time.monotonic() < deadline:
             for pid in pids:
+                if pid <= 0:  # v2 lists tasks of other PID namespaces as 0: never kill(0)
+                    continue
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
                     killed += 1

@@ -215,8 +215,9 @@ def _attempt(path: Path, requirements: list[str], local: dict[str, tuple[Path, s
                 read_fd, write_fd = box.export_pipe()
                 spec["export"] = {"path": target, "fd": write_fd, "kill_others": True}
                 path.mkdir(mode=0o755)
-                reader = threading.Thread(target=_unpack_into, daemon=True,
-                                          args=(read_fd, path, disk, unpacked))
+                reader = threading.Thread(
+                    target=_unpack_into, daemon=True,
+                    args=(read_fd, path, disk, settings.WARGAME_BUILD_MAX_FILES, unpacked))
                 reader.start()
             result = box.start(box.relay_argv(spec), env=env).finish(timeout)
             if reader is not None:
@@ -227,6 +228,8 @@ def _attempt(path: Path, requirements: list[str], local: dict[str, tuple[Path, s
     if result.timed_out:
         raise EnvironmentError_(f"installing {', '.join(requirements)} took longer than "
                                 f"{timeout:.0f} s (WARGAME_RUN_TIMEOUT_S)")
+    if "refused" in unpacked:  # the worker stopped reading: the export then fails too
+        raise EnvironmentError_(f"the built environment was refused: {unpacked['refused']}")
     if result.exit_code != 0:
         output = (result.stderr or result.stdout)[-20_000:]
         if refused:
@@ -238,10 +241,13 @@ def _attempt(path: Path, requirements: list[str], local: dict[str, tuple[Path, s
         raise EnvironmentError_("the build ended without an environment")
 
 
-def _unpack_into(read_fd: int, path: Path, cap: int, outcome: dict) -> None:
+def _unpack_into(read_fd: int, path: Path, cap: int, max_entries: int,
+                 outcome: dict) -> None:
     try:
-        outcome["bytes"] = unpack(read_fd, path, cap)
-    except (BuildInputError, tarfile.TarError, OSError) as exc:
+        outcome["bytes"] = unpack(read_fd, path, cap, max_entries)
+    except BuildInputError as exc:  # over a cap
+        outcome["refused"] = str(exc)
+    except (tarfile.TarError, OSError) as exc:  # no stream (a failed build) or a broken one
         outcome["error"] = str(exc) or type(exc).__name__
 
 

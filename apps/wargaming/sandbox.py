@@ -483,7 +483,7 @@ def _make_traversable(path: Path) -> None:
             os.chmod(folder, mode | 0o011)  # noqa: S103 (traverse, not list)
 
 
-NETNS_PREFIX = "immune-"
+NETNS_PREFIX = "immune."
 
 
 def _can_share_network() -> bool:
@@ -498,7 +498,7 @@ def shared_network():
     if not (status().confined and _can_share_network()):
         yield None
         return
-    name = f"{NETNS_PREFIX}{os.getpid()}.{uuid.uuid4().hex[:12]}"
+    name = f"{NETNS_PREFIX}{os.getpid()}.{uuid.uuid4().hex[:12]}"  # <what>.<pid>.<random>
     try:
         subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True,
                        timeout=10)

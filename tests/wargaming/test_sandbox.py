@@ -284,3 +284,16 @@ def test_http_phase_in_one_sandbox_where_no_shared_network_can_be_made(tmp_path,
     assert phase.outcome == "exploited", (phase.reason, phase.output)
     assert "one sandbox" in phase.sandbox["layout"]
     assert phase.network_isolated is True
+
+
+@pytest.mark.skipif(not sandbox._can_share_network(), reason="needs root and ip netns")
+def test_reaper_deletes_the_network_namespace_of_a_dead_worker():
+    import subprocess
+
+    name = f"{sandbox.NETNS_PREFIX}{_dead_pid()}.orphan"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        assert sandbox.reap_leftovers(older_than_s=3600)["network_namespaces"] >= 1
+        assert not Path(f"/run/netns/{name}").exists()
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)

@@ -457,3 +457,21 @@ def test_a_build_is_capped_in_disk(tmp_path, settings, private_envs):
     assert "No space left" in caught.value.output or "larger than" in str(caught.value)
     assert sh.disk_usage(tmp_path).free > free_before - 100 * 1024 * 1024
     assert not list(Path(settings.WARGAME_ENV_DIR).glob("*.complete"))
+
+
+def test_a_build_cannot_fill_the_hosts_inodes(tmp_path, settings, private_envs):
+    """Empty files cost the byte cap nothing; the number of entries is capped as well."""
+    from apps.wargaming.environments import EnvironmentError_, environment_for
+
+    settings.WARGAME_BUILD_MAX_FILES = 500
+    folder = tmp_path / "exploits"
+    _evil_package(folder / "evilpkg", '''
+        os.makedirs(os.path.join(TARGET, "many"))
+        for i in range(2000):
+            open(os.path.join(TARGET, "many", str(i)), "w").close()
+    ''')
+    with pytest.raises(EnvironmentError_) as caught:
+        environment_for(["./evilpkg"], base=folder)
+    assert "more than 500 entries" in str(caught.value), caught.value.output[-3000:]
+    assert not any(private_envs.glob("*.complete"))
+    assert not any(p.is_dir() for p in private_envs.iterdir() if not p.name.startswith("."))
