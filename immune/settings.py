@@ -294,7 +294,8 @@ if IS_PRODUCTION:
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="json" if IS_PRODUCTION else "console")
 LOGGING_CONFIG = None  # configured once below, so structlog and stdlib share handlers
-LOGGING = build_logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
+LOGGING = build_logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL,
+                               secrets=[SECRET_KEY, METRICS_TOKEN])
 
 import logging.config  # noqa: E402  (configured after every setting it depends on)
 

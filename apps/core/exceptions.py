@@ -29,7 +29,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
     if isinstance(exc, Ratelimited):
-        exc = exceptions.Throttled(detail="Too many requests; slow down and try again.")
+        from apps.core.views import login_retry_after
+
+        # A wait makes DRF send Retry-After, as every 429 must.
+        exc = exceptions.Throttled(wait=login_retry_after(),
+                                   detail="Too many requests; slow down and try again.")
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

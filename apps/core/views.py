@@ -110,12 +110,23 @@ admin_login = ratelimit(key="ip", rate=settings.LOGIN_RATE_LIMIT, method="POST",
 )
 
 
+def login_retry_after() -> int:
+    """Seconds until the login rate limit's window (``LOGIN_RATE_LIMIT``, e.g. 10/m) ends."""
+    from django_ratelimit.core import _split_rate
+
+    return int(_split_rate(settings.LOGIN_RATE_LIMIT)[1])
+
+
 def ratelimited(request: HttpRequest, exception: Exception) -> HttpResponse:
+    wait = login_retry_after()
     if request.path.startswith("/api/"):
-        return JsonResponse(
-            error_body("throttled", "Too many attempts; wait a minute and try again."), status=429
-        )
-    return HttpResponse("Too many attempts; wait a minute and try again.", status=429)
+        response = JsonResponse(
+            error_body("throttled", "Too many attempts; wait a minute and try again.",
+                       {"retry_after_seconds": wait}), status=429)
+    else:
+        response = HttpResponse("Too many attempts; wait a minute and try again.", status=429)
+    response["Retry-After"] = str(wait)
+    return response
 
 
 class TokenObtainView(ObtainAuthToken):

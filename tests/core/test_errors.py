@@ -48,21 +48,26 @@ def test_token_login_and_me(client, reviewer):
 
 @pytest.mark.django_db
 def test_token_login_is_rate_limited(client, settings):
-    codes = [
+    responses = [
         client.post("/api/v1/auth/token/", {"username": "x", "password": "y"},
-                    content_type="application/json").status_code
+                    content_type="application/json")
         for _ in range(12)
     ]
+    codes = [r.status_code for r in responses]
     assert codes[:10] == [400] * 10
     assert codes[-1] == 429
+    assert responses[-1]["Retry-After"] == "60"  # every 429 says when to come back
+    assert responses[-1].json()["error"]["code"] == "throttled"
 
 
 @pytest.mark.django_db
 def test_admin_login_is_rate_limited(client):
-    codes = [client.post("/admin/login/", {"username": "x", "password": "y"}).status_code
-             for _ in range(11)]
+    responses = [client.post("/admin/login/", {"username": "x", "password": "y"})
+                 for _ in range(11)]
+    codes = [r.status_code for r in responses]
     assert codes[:10] == [200] * 10  # the form again, with an error
     assert codes[10] == 429
+    assert responses[10]["Retry-After"] == "60"
 
 
 def test_application_error_keeps_code_status_and_details():
