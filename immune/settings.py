@@ -138,6 +138,16 @@ _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 _db["CONN_HEALTH_CHECKS"] = True
 if "postgresql" in _db["ENGINE"]:
     _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    #: A connection pool per process (psycopg_pool): under ASGI every request thread would
+    #: otherwise open, and keep, a connection of its own until PostgreSQL refuses more.
+    #: Bound per process = DATABASE_POOL_MAX_SIZE (docs/configuration.md).
+    if env.bool("DATABASE_POOL", default=True):
+        _db["CONN_MAX_AGE"] = 0  # the pool keeps connections; Django must not
+        _db["OPTIONS"]["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
+            "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=10.0),
+        }
 else:
     # Wait for a lock instead of failing at once when the worker and web write together.
     _db.setdefault("OPTIONS", {}).setdefault("timeout", 20)
