@@ -168,7 +168,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL],
+            # The layer waits for messages with a 5 s blocking pop; redis-py's default 5 s
+            # socket timeout cut it off, and with it every idle WebSocket (issue 12).
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30,
+                                  "socket_connect_timeout": 3, "health_check_interval": 25,
+                                  "retry_on_timeout": True}],
                        "prefix": env.str("CHANNEL_LAYER_PREFIX", default="") or "immune"},
         }
     }

@@ -138,3 +138,46 @@ def test_decision_in_one_process_reaches_a_client_of_another(client, reviewer, s
                 server.kill()
                 server.wait(timeout=5)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
+
+
+IDLE_S = 12  # past redis-py's default 5 s socket timeout and the layer's 5 s blocking pop
+
+
+@pytest.mark.redis
+@pytest.mark.postgres  # the server process must see the test database
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_socket_on_redis_stays_up_and_still_gets_events(client, reviewer, tmp_path):
+    """An idle /ws/reviews/ socket closed after 5.5 s on the Redis layer (the blocking pop
+    outlived the client's socket timeout); idle longer than that, it must stay open and an
+    event from another process must still reach it."""
+    from apps.core.realtime import send_event
+
+    client.force_login(reviewer)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    port = free_port()
+    log_path = tmp_path / "daphne.log"
+    with log_path.open("w") as log_file:
+        server = _start_server(port, tmp_path, log_file)
+        try:
+            _wait_until_live(server, port, log_path)
+            with connect(f"ws://127.0.0.1:{port}/ws/reviews/", origin=ORIGIN,
+                         additional_headers={"Cookie": cookie}, proxy=None,
+                         open_timeout=5) as ws:
+                assert json.loads(ws.recv(timeout=5))["type"] == "connection_ack"
+                ws.send(json.dumps({"type": "subscribe", "channels": ["stats"]}))
+                assert json.loads(ws.recv(timeout=5))["type"] == "subscribed"
+                with pytest.raises(TimeoutError):  # nothing at all while idle, no close
+                    ws.recv(timeout=IDLE_S)
+                send_event("stats", "stats.update", {"marker": "after-idle"})
+                got = _receive(ws, lambda m: m.get("type") == "stats.update"
+                               and m["data"].get("marker") == "after-idle")
+                assert got["data"]["marker"] == "after-idle"
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=5)
+    log = log_path.read_text()
+    assert "Traceback" not in log and "TimeoutError" not in log, log
