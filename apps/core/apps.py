@@ -20,3 +20,18 @@ class CoreConfig(AppConfig):
         # Permissions are created post_migrate, so role grants are (re)applied then,
         # picking up the permissions of each domain app as it arrives.
         post_migrate.connect(sync_roles_after_migrate, dispatch_uid="immune.core.roles")
+
+        import atexit
+
+        atexit.register(_close_pools)
+
+
+def _close_pools() -> None:
+    """A process ending while PostgreSQL is down must not wait on its pool's reconnection
+    attempts (psycopg_pool keeps trying for minutes)."""
+    from django.db import connections
+
+    for alias in connections:
+        connection = connections[alias]
+        if getattr(connection, "pool", None) is not None:
+            connection.close_pool()

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.core.errors import ApplicationError
+from apps.core.unavailable import is_unavailable, unavailable_response
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +45,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         )
 
     response = drf_exception_handler(exc, context)
+    if response is None and is_unavailable(exc):
+        return unavailable_response(context["request"], exc)
     if response is None:
         # An unexpected failure: log it with the request id bound, answer without internals.
         log.exception("api.unhandled_exception", exc_type=type(exc).__name__)

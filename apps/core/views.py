@@ -173,6 +173,11 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def json_server_error(request: HttpRequest) -> HttpResponse:
+    from apps.core.unavailable import current_exception, is_unavailable, unavailable_response
+
+    exc = current_exception()
+    if is_unavailable(exc):  # failed in a middleware (a session read): come back later
+        return unavailable_response(request, exc)
     if request.path.startswith("/api/"):
         return JsonResponse(
             error_body("server_error", "An internal error occurred; it has been logged."),
