@@ -34,6 +34,7 @@ from apps.wargaming.sandbox import (
     Limits,
     Sandbox,
     SandboxUnavailable,
+    give_to_sandbox,
     owned_folder,
     sandbox_uid,
     status,
@@ -186,7 +187,7 @@ def _attempt(path: Path, requirements: list[str], local: dict[str, tuple[Path, s
                 target = box.tmpfs(str(path), disk)
             else:  # unsandboxed (operator's choice): built in place
                 path.mkdir()
-                _own(path)
+                give_to_sandbox(path)
                 target = box.bind(path, writable=True)
             uv = box.bind(_uv(), "/opt/uv/uv")
             argv = [uv, "pip", "install", "--quiet", "--python", f"{target}/bin/python",
@@ -263,11 +264,6 @@ def _inside(box: Sandbox, requirement: str, index: int,
     else:
         copy = box.add_file(f"/immune/src/{index}/{source.name}", source.read_bytes())
     return f"{prefix}file://{copy}" if prefix else copy
-
-
-def _own(path: Path) -> None:
-    if os.geteuid() == 0:
-        os.chown(path, sandbox_uid(), sandbox_uid())
 
 
 def _certificates(box: Sandbox) -> dict[str, str]:

@@ -27,7 +27,7 @@ from django.conf import settings
 
 from apps.inventory.git import GitError, exported_tree
 from apps.wargaming.exploits import Exploit
-from apps.wargaming.runner import PhaseResult, interpret, limits
+from apps.wargaming.runner import PhaseResult, add_exploit, limits, phase_from
 from apps.wargaming.sandbox import (
     OUTPUT_LIMIT,
     Sandbox,
@@ -82,7 +82,7 @@ def _two_sandboxes(exploit: Exploit, tree, command: str, ready_path: str, name: 
         service = service_box.start(_argv(command.replace("{port}", str(SERVICE_PORT))),
                                     cwd=app)
         try:
-            script = box.add_file(f"/work/{exploit.path.name}", exploit.path.read_bytes())
+            script = add_exploit(box, exploit)
             argv = [settings.WARGAME_PYTHON, box.path("/immune/driver.py"), "await",
                     url + ready_path, str(READY_TIMEOUT_S), "--",
                     settings.WARGAME_PYTHON, script]
@@ -90,26 +90,20 @@ def _two_sandboxes(exploit: Exploit, tree, command: str, ready_path: str, name: 
                 .finish(READY_TIMEOUT_S + phase_limits.timeout_s)
         finally:
             service_result = service.finish(0)
-    base = {"name": name, "duration_s": round(result.duration_s, 3),
-            "network_isolated": result.network_isolated,
-            "sandbox": {**result.applied, "service": {
-                k: v for k, v in service_result.applied.items()
-                if k in ("memory_peak_bytes", "oom_kills", "pids_limit_hits")},
-                "layout": "service and exploit in two sandboxes sharing one network"}}
-    service_output = (service_result.stdout + service_result.stderr)[-2000:]
+    service_output = service_result.stdout + service_result.stderr
+    sandbox = {**result.applied, "service": {
+        k: v for k, v in service_result.applied.items()
+        if k in ("memory_peak_bytes", "oom_kills", "pids_limit_hits")},
+        "layout": "service and exploit in two sandboxes sharing one network"}
     if result.exit_code == NOT_READY_EXIT and NOT_READY in result.stderr:
-        return PhaseResult(outcome="error", output=service_output.replace("\x00", "\\0"),
+        return PhaseResult(name=name, outcome="error", output=service_output[-2000:],
+                           duration_s=round(result.duration_s, 3),
+                           network_isolated=result.network_isolated, sandbox=sandbox,
                            reason="the service did not become ready (exit code "
-                                  f"{service_result.exit_code})", **base)
-    outcome, evidence, reason = interpret(result.stdout, result.exit_code, result.timed_out)
-    output = result.stdout[-6000:] + ("\n--- stderr ---\n" + result.stderr[-4000:]
-                                      if result.stderr.strip() else "")
-    if service_output.strip():
-        output += "\n--- service ---\n" + service_output
-    return PhaseResult(outcome=outcome, exit_code=result.exit_code,
-                       exploited=evidence.get("exploited") if evidence else None,
-                       evidence=evidence, output=output.replace("\x00", "\\0"), reason=reason,
-                       **base)
+                                  f"{service_result.exit_code})")
+    phase = phase_from(result, name=name, service_output=service_output)
+    phase.sandbox = sandbox
+    return phase
 
 
 def _one_sandbox(exploit: Exploit, tree, command: str, ready_path: str,
@@ -117,7 +111,7 @@ def _one_sandbox(exploit: Exploit, tree, command: str, ready_path: str,
     phase_limits = limits()
     with Sandbox(name, phase_limits) as box:
         app = box.private_copy(tree, SERVICE_ROOT)
-        script = box.add_file(f"/work/{exploit.path.name}", exploit.path.read_bytes())
+        script = add_exploit(box, exploit)
         spec = {"service_argv": _argv(command), "service_cwd": app,
                 "ready_path": ready_path, "ready_timeout_s": READY_TIMEOUT_S,
                 "exploit_argv": [settings.WARGAME_PYTHON, script],
@@ -153,16 +147,8 @@ def _phase_from_driver(result: SandboxResult, name: str) -> PhaseResult:
                                   stdout=str(report.get("stdout", "")),
                                   stderr=str(report.get("stderr", "")),
                                   timed_out=bool(report.get("timed_out")))
-    outcome, evidence, reason = interpret(exploit.stdout, exploit.exit_code, exploit.timed_out)
-    output = exploit.stdout[-6000:] + ("\n--- stderr ---\n" + exploit.stderr[-4000:]
-                                       if exploit.stderr.strip() else "")
-    service_output = str(report.get("service_output", ""))
-    if service_output.strip():
-        output += "\n--- service ---\n" + service_output[-2000:]
-    return PhaseResult(outcome=outcome, exit_code=exploit.exit_code,
-                       exploited=evidence.get("exploited") if evidence else None,
-                       evidence=evidence, output=output.replace("\x00", "\\0"), reason=reason,
-                       **base)
+    return phase_from(exploit, name=name,
+                      service_output=str(report.get("service_output", "")))
 
 
 def regression_phase(*, repo: str, commit: str, command: str) -> PhaseResult:
@@ -177,7 +163,7 @@ def regression_phase(*, repo: str, commit: str, command: str) -> PhaseResult:
                            reason=f"{exc} (no verdict without the sandbox)")
     base = {"name": "regression", "duration_s": round(time.monotonic() - started, 3),
             "network_isolated": result.network_isolated, "sandbox": result.applied,
-            "output": (result.stdout + result.stderr)[-8000:].replace("\x00", "\\0")}
+            "output": (result.stdout + result.stderr)[-8000:]}
     if result.timed_out:
         return PhaseResult(outcome="timeout", reason="the test command ran out of time", **base)
     outcome = "passed" if result.exit_code == 0 else "failed"

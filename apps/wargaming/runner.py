@@ -61,19 +61,6 @@ def limits() -> Limits:
                   tmpfs_bytes=settings.WARGAME_TMPFS_MB * 1024 * 1024)
 
 
-EVIDENCE_LIMIT = 64_000
-
-
-def _without_nul(value):
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    return value
-
-
 def _no_constants(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
@@ -91,9 +78,7 @@ def interpret(stdout: str, exit_code: int | None, timed_out: bool) -> tuple[str,
                              f"exit code {exit_code})")
     if not isinstance(evidence, dict) or not isinstance(evidence.get("exploited"), bool):
         return "error", {}, f"no JSON evidence line last on stdout (exit code {exit_code})"
-    if len(lines[-1]) > EVIDENCE_LIMIT:
-        return "error", {}, f"the JSON evidence line is longer than {EVIDENCE_LIMIT} characters"
-    evidence = _without_nul(evidence)  # PostgreSQL stores no NUL in text or jsonb
+    # NUL, size and depth are the store's to settle (evidence.py, applied by _store).
     if exit_code == EXIT_INCONCLUSIVE:
         return "inconclusive", evidence, "the exploit reported it could not decide"
     expected = EXIT_EXPLOITED if evidence["exploited"] else EXIT_BLOCKED
@@ -111,7 +96,7 @@ def run_exploit(exploit: Exploit, python: Path, *, extra_env: dict | None = None
         with Sandbox(name, limits()) as box:
             if env_path is not None:
                 box.bind(env_path)
-            script = box.add_file(f"/work/{exploit.path.name}", exploit.path.read_bytes())
+            script = add_exploit(box, exploit)
             result = box.run([str(python), script], cwd=box.path("/work"),
                              env=box.environment(extra_env))
     except SandboxUnavailable as exc:
@@ -120,19 +105,28 @@ def run_exploit(exploit: Exploit, python: Path, *, extra_env: dict | None = None
     return phase_from(result, name=name, environment=environment)
 
 
-def phase_from(result: SandboxResult, *, name: str,
-               environment: list[str] | None = None) -> PhaseResult:
-    """A phase from one exploit process's result, by the exploit format's rules."""
+def add_exploit(box: Sandbox, exploit: Exploit) -> str:
+    """The PoC, read-only in the sandbox's /work; where the process finds it."""
+    return box.add_file(f"/work/{exploit.path.name}", exploit.path.read_bytes())
+
+
+def phase_from(result: SandboxResult, *, name: str, environment: list[str] | None = None,
+               service_output: str = "") -> PhaseResult:
+    """A phase from one exploit process's result, by the exploit format's rules (with the
+    output of the service it attacked, for an HTTP phase). Text is made storable by
+    ``_store`` (evidence.py)."""
     outcome, evidence, reason = interpret(result.stdout, result.exit_code, result.timed_out)
     output = result.stdout[-8000:] + ("\n--- stderr ---\n" + result.stderr[-8000:]
                                       if result.stderr.strip() else "")
+    if service_output.strip():
+        output += "\n--- service ---\n" + service_output[-2000:]
     if result.applied.get("oom_kills"):
         output += f"\n--- sandbox ---\n{result.applied['oom_kills']} process(es) killed at " \
                   "the phase's memory limit"
     return PhaseResult(name=name, outcome=outcome, exit_code=result.exit_code,
                        exploited=evidence.get("exploited") if evidence else None,
                        duration_s=round(result.duration_s, 3), evidence=evidence,
-                       output=output.replace("\x00", "\\0"), environment=environment or [],
+                       output=output, environment=environment or [],
                        network_isolated=result.network_isolated, reason=reason,
                        sandbox=result.applied)
 

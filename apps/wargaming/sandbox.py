@@ -255,7 +255,7 @@ class Sandbox:
         if not self.confined:
             for inside in ("work", "tmp"):
                 (self.mirror / inside).mkdir(parents=True)
-            _own(self.mirror, sandbox_uid() if os.geteuid() == 0 else None)
+            give_to_sandbox(self.mirror)
             os.chmod(self.mirror, 0o755)  # noqa: S103
         self.add_file("/immune/driver.py", DRIVER.read_bytes())
         if index_proxy is not None:
@@ -312,7 +312,7 @@ class Sandbox:
         """A writable copy of a folder, for this sandbox alone (a tree under test)."""
         copy = self.control / "copies" / inside.strip("/").replace("/", "_")
         shutil.copytree(source, copy, symlinks=True)
-        _own(copy, sandbox_uid() if os.geteuid() == 0 else None)
+        give_to_sandbox(copy)
         os.chmod(copy.parent, 0o711)  # noqa: S103
         return self.bind(copy, inside, writable=True)
 
@@ -334,7 +334,7 @@ class Sandbox:
         """An empty writable folder on disk, for this sandbox alone (a build's cache)."""
         folder = self.control / "copies" / inside.strip("/").replace("/", "_")
         folder.mkdir(parents=True)
-        _own(folder, sandbox_uid() if os.geteuid() == 0 else None)
+        give_to_sandbox(folder)
         os.chmod(folder.parent, 0o711)  # noqa: S103
         return self.bind(folder, inside, writable=True)
 
@@ -465,9 +465,12 @@ class Sandbox:
         return [_bwrap(), *self._bwrap_args(cwd), "--", *argv]
 
 
-def _own(path: Path, uid: int | None) -> None:
-    if uid is None:
+def give_to_sandbox(path: Path) -> None:
+    """``path`` and everything in it owned by the sandbox uid (where we are root, the
+    sandbox runs as that uid and must write there)."""
+    if os.geteuid() != 0:
         return
+    uid = sandbox_uid()
     for item in [path, *path.rglob("*")]:
         os.lchown(item, uid, uid)
 
