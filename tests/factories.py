@@ -47,6 +47,19 @@ def commit_files(repo: Path | str, files: dict[str, str], *, message: str = "cha
     return git(repo, "rev-parse", "HEAD").strip()
 
 
+def pyyaml_upgrade_patch(tmp_path: Path):
+    """A real upgrade patch (PyYAML 5.3.1 → 5.4) for one APV, proposed by the services on a
+    scanned repository (the demo's PyYAML advisories imported)."""
+    from apps.advisories.services import advisories_import
+    from apps.inventory.services import project_add, project_scan
+    from apps.reviews.services.patches import patches_propose
+
+    advisories_import(sources=[str(DEMO_ADVISORIES / "pyyaml")])
+    repo = make_repo(tmp_path / "svc", {"requirements.txt": "PyYAML==5.3.1\n"})
+    project = project_scan(project=project_add(name="svc", path=str(repo))).project
+    return patches_propose(project=project).proposed[0]
+
+
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()

@@ -58,3 +58,37 @@ def last_json_line(text: str) -> dict:
         if line.startswith("{"):
             return json.loads(line)
     raise AssertionError(f"no JSON line in output:\n{text}")
+
+
+def current_database_url() -> str:
+    """The test database (``test_<name>``) as a URL another process (a server) can use."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="")
+    if db["PASSWORD"]:
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    return (f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
+            f"{db['NAME']}")
+
+
+def processes_with(token: str, *, exploit_only: bool = False) -> list[int]:
+    """Processes whose command line holds ``token`` (a sandbox and the PoC it runs);
+    ``exploit_only``: the PoC's interpreter itself, not bubblewrap setting it up."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not any(token.encode() in arg for arg in argv):
+            continue
+        if exploit_only and (Path(argv[0].decode(errors="replace")).name == "bwrap"
+                             or not argv[1:2] or token.encode() not in argv[1]):
+            continue
+        found.append(int(entry.name))
+    return found

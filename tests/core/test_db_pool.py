@@ -13,9 +13,9 @@ import pytest
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
-from tests.core.test_ws_processes import _start_server, _wait_until_live
+from tests.core.test_ws_processes import daphne
 from tests.factories import UserFactory
-from tests.helpers import free_port
+from tests.helpers import current_database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 POOL_MAX = 4
@@ -29,51 +29,41 @@ def _server_connections() -> int:
         return cursor.fetchone()[0]
 
 
-def test_concurrent_requests_stay_within_the_pool(transactional_db, tmp_path, monkeypatch):
-    from tests.core import test_ws_processes
-
+def test_concurrent_requests_stay_within_the_pool(transactional_db, tmp_path):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
     user = UserFactory(is_staff=True)
     token = Token.objects.create(user=user).key
-    base_url = test_ws_processes._database_url()
-    monkeypatch.setattr(test_ws_processes, "_database_url",
-                        lambda: f"{base_url}?application_name={APP_NAME}")
-    monkeypatch.setenv("DATABASE_POOL_MAX_SIZE", str(POOL_MAX))
-    port = free_port()
-    log_path = tmp_path / "server.log"
-    with log_path.open("w") as log:
-        server = _start_server(port, tmp_path, log)
+    env = {"DATABASE_URL": f"{current_database_url()}?application_name={APP_NAME}",
+           "DATABASE_POOL_MAX_SIZE": str(POOL_MAX)}
+    with daphne(tmp_path, env) as (port, _log):
+        peak = [0]
+        done = threading.Event()
+
+        def watch():
+            try:
+                while not done.is_set():
+                    peak[0] = max(peak[0], _server_connections())
+                    time.sleep(0.02)
+            finally:
+                connection.close()  # this thread's own connection
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+
+        def get(_):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1/apvs/?page_size=5",
+                headers={"Authorization": f"Token {token}"})
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                return response.status, json.loads(response.read())
+
         try:
-            _wait_until_live(server, port, log_path)
-            peak = [0]
-            done = threading.Event()
-
-            def watch():
-                try:
-                    while not done.is_set():
-                        peak[0] = max(peak[0], _server_connections())
-                        time.sleep(0.02)
-                finally:
-                    connection.close()  # this thread's own connection
-
-            watcher = threading.Thread(target=watch)
-            watcher.start()
-
-            def get(_):
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/api/v1/apvs/?page_size=5",
-                    headers={"Authorization": f"Token {token}"})
-                with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-                    return response.status, json.loads(response.read())
-
             with ThreadPoolExecutor(max_workers=100) as pool:
                 results = list(pool.map(get, range(300)))
+        finally:
             done.set()
             watcher.join()
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
     deadline = time.monotonic() + 10  # the server's backends end with it
     while _server_connections() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -5,6 +5,7 @@ channel layer; the decision is recorded in the test process. Only channels-redis
 the event from one to the other, which is what this test proves.
 """
 
+import contextlib
 import io
 import json
 import os
@@ -12,40 +13,48 @@ import subprocess
 import sys
 import time
 import urllib.request
-from urllib.parse import quote
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from apps.decisions.services import decision_record
 from apps.reviews.models import APV
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, current_database_url, free_port
 
 ORIGIN = "http://127.0.0.1"
 
 
-def _database_url() -> str:
-    """The test database (``test_<name>``) as a URL the server process can read."""
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    return (f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-            f"{db['NAME']}")
-
-
-def _start_server(port: int, data_dir, log_file):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(DATABASE_URL=_database_url(), IMMUNE_DATA_DIR=str(data_dir),
-               DJANGO_SETTINGS_MODULE="immune.settings", LOG_LEVEL="WARNING")
+def _start_server(port: int, data_dir, log_file, env: dict[str, str] | None = None):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    full_env.update(DATABASE_URL=current_database_url(), IMMUNE_DATA_DIR=str(data_dir),
+                    DJANGO_SETTINGS_MODULE="immune.settings", LOG_LEVEL="WARNING")
+    full_env.update(env or {})
     return subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
          "immune.asgi:application"],
-        cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
     )
+
+
+@contextlib.contextmanager
+def daphne(tmp_path, env: dict[str, str] | None = None):
+    """A daphne process on the test database, live; yields (port, log path); stopped after."""
+    port = free_port()
+    log_path = tmp_path / "daphne.log"
+    with log_path.open("w") as log_file:
+        server = _start_server(port, tmp_path, log_file, env)
+        try:
+            _wait_until_live(server, port, log_path)
+            yield port, log_path
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=5)
 
 
 def _wait_until_live(server, port: int, log_path, timeout: float = 15.0) -> None:
@@ -91,52 +100,40 @@ def test_decision_in_one_process_reaches_a_client_of_another(client, reviewer, s
     client.force_login(reviewer)
     cookie = f"sessionid={client.cookies['sessionid'].value}"
 
-    port = free_port()
-    log_path = tmp_path / "daphne.log"
-    with log_path.open("w") as log_file:
-        server = _start_server(port, tmp_path, log_file)
-        try:
-            _wait_until_live(server, port, log_path)
-            url = f"ws://127.0.0.1:{port}/ws/reviews/"
+    with daphne(tmp_path) as (port, log_path):
+        url = f"ws://127.0.0.1:{port}/ws/reviews/"
 
-            # No session: the consumer closes before accepting, daphne refuses the handshake.
-            with (pytest.raises((InvalidStatus, ConnectionClosed)) as refused,
-                  connect(url, origin=ORIGIN, proxy=None, open_timeout=5) as anonymous):
-                anonymous.recv(timeout=5)
-            if isinstance(refused.value, InvalidStatus):
-                assert refused.value.response.status_code == 403
+        # No session: the consumer closes before accepting, daphne refuses the handshake.
+        with (pytest.raises((InvalidStatus, ConnectionClosed)) as refused,
+              connect(url, origin=ORIGIN, proxy=None, open_timeout=5) as anonymous):
+            anonymous.recv(timeout=5)
+        if isinstance(refused.value, InvalidStatus):
+            assert refused.value.response.status_code == 403
 
-            with connect(url, origin=ORIGIN, additional_headers={"Cookie": cookie},
-                         proxy=None, open_timeout=5) as ws:
-                ack = json.loads(ws.recv(timeout=5))
-                assert ack["type"] == "connection_ack"
-                assert ack["user"] == reviewer.get_username()
-                ws.send(json.dumps({"type": "subscribe", "channels": ["decisions", "apvs"]}))
-                subscribed = json.loads(ws.recv(timeout=5))
-                assert subscribed == {"type": "subscribed", "channels": ["apvs", "decisions"]}
+        with connect(url, origin=ORIGIN, additional_headers={"Cookie": cookie},
+                     proxy=None, open_timeout=5) as ws:
+            ack = json.loads(ws.recv(timeout=5))
+            assert ack["type"] == "connection_ack"
+            assert ack["user"] == reviewer.get_username()
+            ws.send(json.dumps({"type": "subscribe", "channels": ["decisions", "apvs"]}))
+            subscribed = json.loads(ws.recv(timeout=5))
+            assert subscribed == {"type": "subscribed", "channels": ["apvs", "decisions"]}
 
-                result = decision_record(
-                    apv_code=apv.code, reviewer=reviewer, decision="false_positive",
-                    justification="Not reachable from our code paths.",
-                    patch_revision=apv.current_patch.revision,
-                )
-                decision_id = result.decision.pk
+            result = decision_record(
+                apv_code=apv.code, reviewer=reviewer, decision="false_positive",
+                justification="Not reachable from our code paths.",
+                patch_revision=apv.current_patch.revision,
+            )
+            decision_id = result.decision.pk
 
-                made = _receive(ws, lambda m: m.get("type") == "decision.made"
-                                and m["data"].get("decision_id") == decision_id)
-                assert made["data"]["apv"] == apv.code
-                assert made["data"]["decision"] == "false_positive"
-                assert made["data"]["reviewer"] == reviewer.get_username()
-                updated = _receive(ws, lambda m: m.get("type") == "apv.updated"
-                                   and m["data"].get("code") == apv.code)
-                assert updated["data"]["status"] == "false_positive"
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=5)
+            made = _receive(ws, lambda m: m.get("type") == "decision.made"
+                            and m["data"].get("decision_id") == decision_id)
+            assert made["data"]["apv"] == apv.code
+            assert made["data"]["decision"] == "false_positive"
+            assert made["data"]["reviewer"] == reviewer.get_username()
+            updated = _receive(ws, lambda m: m.get("type") == "apv.updated"
+                               and m["data"].get("code") == apv.code)
+            assert updated["data"]["status"] == "false_positive"
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 
@@ -154,30 +151,17 @@ def test_an_idle_socket_on_redis_stays_up_and_still_gets_events(client, reviewer
 
     client.force_login(reviewer)
     cookie = f"sessionid={client.cookies['sessionid'].value}"
-    port = free_port()
-    log_path = tmp_path / "daphne.log"
-    with log_path.open("w") as log_file:
-        server = _start_server(port, tmp_path, log_file)
-        try:
-            _wait_until_live(server, port, log_path)
-            with connect(f"ws://127.0.0.1:{port}/ws/reviews/", origin=ORIGIN,
-                         additional_headers={"Cookie": cookie}, proxy=None,
-                         open_timeout=5) as ws:
-                assert json.loads(ws.recv(timeout=5))["type"] == "connection_ack"
-                ws.send(json.dumps({"type": "subscribe", "channels": ["stats"]}))
-                assert json.loads(ws.recv(timeout=5))["type"] == "subscribed"
-                with pytest.raises(TimeoutError):  # nothing at all while idle, no close
-                    ws.recv(timeout=IDLE_S)
-                send_event("stats", "stats.update", {"marker": "after-idle"})
-                got = _receive(ws, lambda m: m.get("type") == "stats.update"
-                               and m["data"].get("marker") == "after-idle")
-                assert got["data"]["marker"] == "after-idle"
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=5)
+    with (daphne(tmp_path) as (port, log_path),
+          connect(f"ws://127.0.0.1:{port}/ws/reviews/", origin=ORIGIN,
+                  additional_headers={"Cookie": cookie}, proxy=None, open_timeout=5) as ws):
+        assert json.loads(ws.recv(timeout=5))["type"] == "connection_ack"
+        ws.send(json.dumps({"type": "subscribe", "channels": ["stats"]}))
+        assert json.loads(ws.recv(timeout=5))["type"] == "subscribed"
+        with pytest.raises(TimeoutError):  # nothing at all while idle, no close
+            ws.recv(timeout=IDLE_S)
+        send_event("stats", "stats.update", {"marker": "after-idle"})
+        got = _receive(ws, lambda m: m.get("type") == "stats.update"
+                       and m["data"].get("marker") == "after-idle")
+        assert got["data"]["marker"] == "after-idle"
     log = log_path.read_text()
     assert "Traceback" not in log and "TimeoutError" not in log, log

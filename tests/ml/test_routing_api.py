@@ -27,15 +27,9 @@ def _api(user=None) -> APIClient:
 
 @pytest.fixture
 def patch(settings, tmp_path):
-    from apps.advisories.services import advisories_import
-    from apps.inventory.services import project_add, project_scan
-    from apps.reviews.services.patches import patches_propose
-    from tests.factories import DEMO_ADVISORIES, make_repo
+    from tests.factories import pyyaml_upgrade_patch
 
-    advisories_import(sources=[str(DEMO_ADVISORIES / "pyyaml")])
-    repo = make_repo(tmp_path / "svc", {"requirements.txt": "PyYAML==5.3.1\n"})
-    project = project_scan(project=project_add(name="svc", path=str(repo))).project
-    return patches_propose(project=project).proposed[0]
+    return pyyaml_upgrade_patch(tmp_path)
 
 
 def test_without_a_model_ml_first_routes_to_a_wargame_and_says_why(patch, reviewer):

@@ -17,7 +17,6 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings as django_settings
@@ -40,7 +39,7 @@ from apps.wargaming.services import (
     wargame_start,
     worker_identity,
 )
-from tests.helpers import ROOT
+from tests.helpers import ROOT, current_database_url, processes_with
 
 # --- sanitise_evidence and clean_text ------------------------------------------------------
 
@@ -99,15 +98,9 @@ def test_clean_text_strips_nul_replaces_surrogates_and_caps():
 @pytest.fixture
 def patch(db, tmp_path):
     """A real upgrade patch (PyYAML 5.3.1 → 5.4) for one APV, proposed by the services."""
-    from apps.advisories.services import advisories_import
-    from apps.inventory.services import project_add, project_scan
-    from apps.reviews.services.patches import patches_propose
-    from tests.factories import DEMO_ADVISORIES, make_repo
+    from tests.factories import pyyaml_upgrade_patch
 
-    advisories_import(sources=[str(DEMO_ADVISORIES / "pyyaml")])
-    repo = make_repo(tmp_path / "svc", {"requirements.txt": "PyYAML==5.3.1\n"})
-    project = project_scan(project=project_add(name="svc", path=str(repo))).project
-    return patches_propose(project=project).proposed[0]
+    return pyyaml_upgrade_patch(tmp_path)
 
 
 def _claimed(patch, trigger="test") -> WargameRun:
@@ -358,35 +351,6 @@ def test_concurrent_claims_only_one_wins(patch):
 # --- a worker SIGKILLed mid-run, then a completed re-run ---------------------------------------
 
 
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    return (f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
-            f"{db['NAME']}")
-
-
-def _processes_with(token: str, *, exploit_only: bool = False) -> list[int]:
-    """Processes whose command line holds ``token`` (the sandbox and the PoC it runs);
-    ``exploit_only``: the PoC's interpreter itself, not bubblewrap setting it up."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if not any(token.encode() in arg for arg in argv):
-            continue
-        if exploit_only and (Path(argv[0].decode(errors="replace")).name == "bwrap"
-                             or not argv[1:2] or token.encode() not in argv[1]):
-            continue
-        found.append(int(entry.name))
-    return found
-
-
 def _describe(pid: int) -> str:
     try:
         status = (Path("/proc") / str(pid) / "status").read_text()
@@ -420,7 +384,7 @@ def test_worker_sigkilled_mid_run_then_the_redelivery_completes_it(patch, tmp_pa
         "import json, time\ntime.sleep(20)\nprint(json.dumps({'exploited': False}))\n")
     run, _ = wargame_start(patch=patch, trigger="test")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(DATABASE_URL=_test_database_url(), WARGAME_EXPLOIT_DIRS=str(pocs),
+    env.update(DATABASE_URL=current_database_url(), WARGAME_EXPLOIT_DIRS=str(pocs),
                DJANGO_SETTINGS_MODULE="immune.settings", LOG_LEVEL="WARNING")
     code = ("import django\ndjango.setup()\n"
             "from apps.wargaming.models import WargameRun\n"
@@ -433,7 +397,7 @@ def test_worker_sigkilled_mid_run_then_the_redelivery_completes_it(patch, tmp_pa
     try:
         _wait_for(lambda: WargameRun.objects.get(pk=run.pk).state == "running", 30,
                   f"the worker did not claim the run:\n{log_path.read_text()}")
-        _wait_for(lambda: _processes_with(token, exploit_only=True), 60,
+        _wait_for(lambda: processes_with(token, exploit_only=True), 60,
                   f"the exploit did not start:\n{log_path.read_text()}")
         assert _apv_status(patch) == "validating"
         worker.send_signal(signal.SIGKILL)
@@ -444,7 +408,7 @@ def test_worker_sigkilled_mid_run_then_the_redelivery_completes_it(patch, tmp_pa
             worker.wait()
 
     deadline = time.monotonic() + 5
-    while (survivors := _processes_with(token)) and time.monotonic() < deadline:
+    while (survivors := processes_with(token)) and time.monotonic() < deadline:
         time.sleep(0.1)
     described = [_describe(pid) for pid in survivors]
     for pid in survivors:  # never leave them behind, but report them

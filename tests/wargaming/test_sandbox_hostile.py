@@ -24,6 +24,7 @@ from apps.wargaming.exploits import parse_exploit
 from apps.wargaming.runner import run_exploit
 from apps.wargaming.sandbox import status
 from tests.factories import make_repo
+from tests.helpers import processes_with
 from tests.wargaming.hostile import CANARY, assert_confined, host_plan, report_from, snoop_script
 
 pytestmark = pytest.mark.skipif(not status().confined, reason="needs bubblewrap: "
@@ -63,18 +64,6 @@ def run_poc(path: Path):
     from django.conf import settings
 
     return run_exploit(parse_exploit(path), Path(settings.WARGAME_PYTHON), name="baseline")
-
-
-def _procs_with(token: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if token in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(proc.name)
-            except OSError:
-                continue
-    return found
 
 
 def test_poc_sees_no_secret_no_host_file_no_socket_and_writes_nothing_outside(tmp_path):
@@ -190,9 +179,9 @@ def test_setsid_daemon_dies_with_its_phase_and_cannot_forge_the_next_run(tmp_pat
     phase = run_poc(poc(tmp_path, body))
     assert phase.outcome == "blocked", phase.output
     deadline = time.monotonic() + 5
-    while _procs_with(token) and time.monotonic() < deadline:
+    while processes_with(token) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _procs_with(token) == [], "the daemon outlived its phase"
+    assert processes_with(token) == [], "the daemon outlived its phase"
 
     run = wargame_run_package(package="pyyaml", vulnerable="5.3.1", fixed="5.3.1")
     assert run.verdict == "patch_ineffective", (run.reason,
