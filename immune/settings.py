@@ -160,7 +160,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
+            # django-redis with django-prometheus's counters, behind the "redis" circuit
+            # breaker: while Redis is down a read is a miss, not a 500 (apps/core/cache.py).
+            "BACKEND": "apps.core.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             # Separate prefixes let several deployments (or a test run) share one Redis.
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="") or "immune-cache",
@@ -241,8 +243,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.AnonRateThrottle",
+        # DRF's, failing open with a log line while the cache is down (issue 12).
+        "apps.core.throttling.UserRateThrottle",
+        "apps.core.throttling.AnonRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "user": env.str("API_THROTTLE_USER", default="1200/minute"),
@@ -265,6 +268,8 @@ SPECTACULAR_SETTINGS = {
 # which the local-memory default is not (fine on one process, hence silenced there).
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_VIEW = "apps.core.views.ratelimited"
+#: With the cache down, login attempts are not counted rather than every login refused.
+RATELIMIT_FAIL_OPEN = True
 LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10/m")
 SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]
 
@@ -329,10 +334,17 @@ GC_THRESHOLDS = tuple(int(v) for v in env.list("GC_THRESHOLDS", default=["20000"
 IMMUNE_DATA_DIR = DATA_DIR
 #: Health checks slower than this (ms) report a component as degraded.
 HEALTH_DEGRADED_MS = env.float("HEALTH_DEGRADED_MS", default=500.0)
-#: Components whose failure makes /health/ready answer 503.
-HEALTH_REQUIRED_COMPONENTS = env.list(
-    "HEALTH_REQUIRED_COMPONENTS", default=["database", "cache", "broker", "channel_layer"]
-)
+#: Components whose failure makes /health/ready answer 503. Only the database: with Redis
+#: down immune still serves reads and decisions (degraded), so it stays in rotation.
+HEALTH_REQUIRED_COMPONENTS = env.list("HEALTH_REQUIRED_COMPONENTS", default=["database"])
+#: Circuit breakers (apps/core/breakers.py): consecutive failures that open one, and
+#: seconds it stays open before the next call is a trial.
+BREAKER_REDIS_FAILURES = env.int("BREAKER_REDIS_FAILURES", default=3)
+BREAKER_REDIS_RESET_S = env.float("BREAKER_REDIS_RESET_S", default=5.0)
+BREAKER_FORGE_FAILURES = env.int("BREAKER_FORGE_FAILURES", default=5)
+BREAKER_FORGE_RESET_S = env.float("BREAKER_FORGE_RESET_S", default=60.0)
+BREAKER_OSV_FAILURES = env.int("BREAKER_OSV_FAILURES", default=3)
+BREAKER_OSV_RESET_S = env.float("BREAKER_OSV_RESET_S", default=300.0)
 
 # --- Pipeline -----------------------------------------------------------------------------
 #: Days from first seen to SLA due, by severity (spec: critical 7, high 30, medium 90, low 120).

@@ -133,6 +133,17 @@ def _fresh_channel_layer():
 
 
 @pytest.fixture(autouse=True)
+def _closed_breakers():
+    """Each test starts with every circuit breaker closed: one test's outage (a closed port
+    on purpose) must not open a breaker for the tests after it."""
+    from apps.core.breakers import BREAKERS
+
+    for breaker in BREAKERS.values():
+        breaker.reset()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2's cost is the point in production and only slowness in tests.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -12,7 +12,12 @@ class CoreConfig(AppConfig):
 
         from django.conf import settings
 
+        # The breakers exist, and show in /health/components, before their first call.
+        from apps.core import queue  # noqa: F401
         from apps.core.roles import sync_roles_after_migrate
+
+        if settings.CACHES["default"]["BACKEND"].startswith("apps.core.cache."):
+            from apps.core import cache  # noqa: F401
 
         if settings.GC_THRESHOLDS:
             gc.set_threshold(*settings.GC_THRESHOLDS)

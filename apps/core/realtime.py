@@ -48,8 +48,21 @@ def send_event(channel: str, event_type: str, data: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    send = async_to_sync(layer.group_send)
     try:
-        async_to_sync(layer.group_send)(group_name(channel), _message(event_type, data))
+        if type(layer).__module__.startswith("channels_redis"):
+            # Behind the Redis breaker: with Redis down a decision does not wait out a
+            # connection timeout per event; the event is dropped (clients resync on reconnect).
+            from apps.core.breakers import CircuitBreakerError
+            from apps.core.cache import REDIS_BREAKER
+
+            try:
+                REDIS_BREAKER.guard(send, group_name(channel), _message(event_type, data))
+            except CircuitBreakerError:
+                log.warning("realtime.send_skipped", channel=channel, event_type=event_type,
+                            reason="redis circuit open")
+        else:
+            send(group_name(channel), _message(event_type, data))
     except Exception:
         # A live update is best effort: the database already holds the truth.
         log.exception("realtime.send_failed", channel=channel, event_type=event_type)

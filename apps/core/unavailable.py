@@ -1,9 +1,10 @@
 """A dependency that is down is a 503 with Retry-After, never a 500 (issue 12).
 
-The database refusing connections (PostgreSQL down, the pool exhausted) says nothing about
-the request: the client should come back. Recognised here once; answered by the API's
-exception handler, by ``UnavailableMiddleware`` for other views, and by ``handler500`` for
-what fails inside other middleware (a session read).
+The database refusing connections (PostgreSQL down, the pool exhausted) or the broker
+refusing a task (Redis down: ``DependencyUnavailable``, from ``apps/core/queue.py``) says
+nothing about the request: the client should come back. Recognised here once; answered by
+the API's exception handler, by ``UnavailableMiddleware`` for other views, and by
+``handler500`` for what fails inside other middleware (a session read).
 """
 
 from __future__ import annotations
@@ -18,9 +19,23 @@ log = structlog.get_logger(__name__)
 
 RETRY_AFTER_S = 5
 
+#: What a client is told is down, by dependency.
+DESCRIPTIONS = {
+    "database": "The database is unavailable",
+    "broker": "The task queue is unavailable, so nothing was changed",
+}
+
+
+class DependencyUnavailable(Exception):  # noqa: N818 (reads as what happened)
+    """A dependency this request needs is down; the request changed nothing."""
+
+    def __init__(self, dependency: str) -> None:
+        super().__init__(f"{dependency} unavailable")
+        self.dependency = dependency
+
 
 def _unavailable_types() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = [OperationalError, InterfaceError]
+    types: list[type[BaseException]] = [OperationalError, InterfaceError, DependencyUnavailable]
     try:
         from psycopg_pool import PoolTimeout
 
@@ -40,11 +55,14 @@ def is_unavailable(exc: BaseException | None) -> bool:
 def unavailable_response(request: HttpRequest, exc: BaseException) -> HttpResponse:
     from apps.core.exceptions import error_body
 
-    log.warning("request.dependency_unavailable", error=type(exc).__name__, path=request.path)
-    message = "The database is unavailable; try again shortly."
+    dependency = getattr(exc, "dependency", "database")
+    log.warning("request.dependency_unavailable", dependency=dependency,
+                error=type(exc).__name__, path=request.path)
+    message = f"{DESCRIPTIONS[dependency]}; try again shortly."
     if request.path.startswith("/api/"):
         response = JsonResponse(error_body("service_unavailable", message,
-                                           {"retry_after_seconds": RETRY_AFTER_S}), status=503)
+                                           {"dependency": dependency,
+                                            "retry_after_seconds": RETRY_AFTER_S}), status=503)
     else:
         response = HttpResponse(message, status=503, content_type="text/plain")
     response["Retry-After"] = str(RETRY_AFTER_S)

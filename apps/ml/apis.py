@@ -3,7 +3,6 @@ train)."""
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -12,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.permissions import has_perm
+from apps.core.queue import enqueue_on_commit, require_broker
 from apps.ml.models import ModelVersion, Prediction
 from apps.ml.services import labels_count, ml_first_route, model_activate
 from apps.reviews.models import Patch
@@ -58,6 +58,7 @@ class MlFirstApi(APIView):
         data = MlFirstInput(data=request.data)
         data.is_valid(raise_exception=True)
         patch = get_object_or_404(Patch, pk=data.validated_data["patch"])
+        require_broker()  # either route may start a wargame
         routing = ml_first_route(patch=patch, trigger=f"api:{request.user.get_username()}")
         prediction = routing.prediction
         return Response({
@@ -115,7 +116,8 @@ class TrainApi(APIView):
         from apps.ml.tasks import train_model
 
         trigger = f"api:{request.user.get_username()}"
-        transaction.on_commit(lambda: train_model.delay(trigger))
+        require_broker()
+        enqueue_on_commit(train_model, trigger)
         return Response({"queued": True, "labels": labels_count()}, status=202)
 
 

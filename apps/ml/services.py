@@ -20,6 +20,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from apps.core.errors import ConflictError, NotFoundError
+from apps.core.queue import enqueue_on_commit
 from apps.ml import training
 from apps.ml.errors import ModelIntegrityError, NotEnoughLabels
 from apps.ml.features import feature_hash, patch_features
@@ -298,7 +299,7 @@ def ml_first_route(*, patch: Patch, trigger: str) -> Routing:
             prediction.wargame_run = run
             prediction.save(update_fields=["wargame_run", "updated_at"])
         if created:
-            transaction.on_commit(lambda: run_wargame.delay(run.pk))
+            enqueue_on_commit(run_wargame, run.pk)
     log.info("ml.routed", patch=patch.pk, revision=patch.revision, route=prediction.route,
              probability=prediction.probability, run=run.pk if run else None)
     return Routing(prediction, run, created)

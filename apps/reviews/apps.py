@@ -5,3 +5,7 @@ class ReviewsConfig(AppConfig):
     name = "apps.reviews"
     label = "reviews"
     verbose_name = "Reviews"
+
+    def ready(self) -> None:
+        # The forge breaker exists (and shows in /health/components) before any patch.
+        from apps.reviews.forge import adapter  # noqa: F401

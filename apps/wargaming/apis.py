@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -11,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.permissions import has_perm
+from apps.core.queue import enqueue_on_commit, require_broker
 from apps.reviews.models import Patch
 from apps.wargaming.models import WargamePhase, WargameRun
 from apps.wargaming.services import wargame_start
@@ -63,9 +63,10 @@ class ValidateApi(APIView):
         data = ValidateInput(data=request.data)
         data.is_valid(raise_exception=True)
         patch = get_object_or_404(Patch, pk=data.validated_data["patch"])
+        require_broker()  # a run nobody will execute is not started (503 instead)
         run, created = wargame_start(patch=patch, trigger=f"api:{request.user.get_username()}")
         if created:
             from apps.wargaming.tasks import run_wargame
 
-            transaction.on_commit(lambda: run_wargame.delay(run.pk))
+            enqueue_on_commit(run_wargame, run.pk)
         return Response({"run": run.pk, "state": run.state, "created": created}, status=202)

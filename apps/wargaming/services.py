@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.core.queue import enqueue_on_commit
 from apps.core.realtime import send_event
 from apps.inventory.git import GitError, exported_tree
 from apps.inventory.manifests import parse_project
@@ -402,7 +403,7 @@ def _requeue_stale_queued(now) -> list[int]:
         if WargameRun.objects.filter(pk=pk, state=RunState.QUEUED,
                                      requeued_at__isnull=True).update(requeued_at=now):
             requeued.append(pk)
-            transaction.on_commit(lambda pk=pk: run_wargame.delay(pk))
+            enqueue_on_commit(run_wargame, pk)
     if requeued:
         log.warning("wargame.requeued", runs=requeued)
     return requeued

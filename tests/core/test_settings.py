@@ -98,7 +98,7 @@ print(json.dumps({'db': s.DATABASES['default']['ENGINE'], 'host': s.DATABASES['d
     out = last_json_line(result.stdout)
     assert out["db"] == "django_prometheus.db.backends.postgresql"
     assert out["host"] == "db.internal"
-    assert out["cache"].endswith("redis.RedisCache")
+    assert out["cache"] == "apps.core.cache.ResilientRedisCache"
     assert out["layer"] == "channels_redis.core.RedisChannelLayer"
     assert out["eager"] is False
     assert out["broker"] == out["backend"] == "redis://cache.internal:6379/0"

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
+from apps.core.breakers import Breaker, CircuitBreakerError
+
 from .parser import AdvisoryParseError, load_document
 
 __all__ = ["DOCUMENT_SUFFIXES", "RawRecord", "RecordError", "iter_source"]
@@ -203,12 +207,32 @@ def _download(url: str, target: Path, *, timeout: float, max_bytes: int) -> str:
         return response.headers.get("Content-Type", "")
 
 
+def _is_outage(exc: BaseException) -> bool:
+    """No answer, or an answer that says "not now" (5xx, 429): what opens the breaker."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code >= 500 or exc.code == 429
+    return isinstance(exc, OSError)
+
+
+#: Advisory downloads pass the ``osv`` breaker (issue 12): after BREAKER_OSV_FAILURES
+#: outages in a row the hourly sync reports the source as skipped instead of waiting out
+#: every timeout, until BREAKER_OSV_RESET_S has passed.
+OSV_BREAKER = Breaker("osv", failure_threshold=settings.BREAKER_OSV_FAILURES,
+                      recovery_timeout=settings.BREAKER_OSV_RESET_S, is_failure=_is_outage)
+
+
 def _iter_url(url: str, *, timeout: float, max_bytes: int) -> Iterator[SourceItem]:
     workdir = Path(tempfile.mkdtemp(prefix="osv-download-"))
     try:
         target = workdir / "download"
         try:
-            content_type = _download(url, target, timeout=timeout, max_bytes=max_bytes)
+            content_type = OSV_BREAKER.guard(_download, url, target, timeout=timeout,
+                                             max_bytes=max_bytes)
+        except CircuitBreakerError:
+            yield RecordError(url, "download skipped: advisory downloads failed "
+                              f"{OSV_BREAKER.failure_count} times in a row; the next attempt "
+                              f"goes through in {max(OSV_BREAKER.open_remaining, 0)} s")
+            return
         except urllib.error.HTTPError as exc:
             yield RecordError(url, f"download failed: HTTP {exc.code} {exc.reason}")
             return
