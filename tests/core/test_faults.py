@@ -81,6 +81,7 @@ def test_redis_outage_serves_reads_refuses_queued_writes_and_recovers(tmp_path, 
 
             took = until(recovered, timeout=RECOVERY_AIM_S)
             assert took is not None, f"not recovered within {RECOVERY_AIM_S} s"
+            print(f"redis: recovered {took:.2f} s after it returned")  # noqa: T201 (-s)
             assert WargameRun.objects.filter(patch=patch).count() == runs + 1
             status, _, ready = request(f"{base}/health/ready")
             assert ready["components"]["circuit.redis"]["status"] == "healthy"
@@ -133,8 +134,44 @@ def test_postgresql_outage_is_503_everywhere_and_recovers_without_restart(tmp_pa
             cluster.start()
             took = until(lambda: request(apvs, token=token)[0] == 200, timeout=RECOVERY_AIM_S)
             assert took is not None, f"not recovered within {RECOVERY_AIM_S} s"
+            print(f"postgresql: recovered {took:.2f} s after it returned")  # noqa: T201 (-s)
             # Every pooled connection that died with the old server is replaced, not reused.
             for _ in range(12):
                 assert request(apvs, token=token)[0] == 200
             assert request(f"{base}/health/ready")[0] == 200
     assert "Traceback" not in log_path.read_text()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_hung_redis_costs_a_few_slow_requests_then_none(tmp_path, reviewer):
+    """A Redis that accepts nothing (SIGSTOP: no refusal, only silence) is worse than one
+    that is down: every call waits out the socket timeout. The breaker opens after
+    BREAKER_REDIS_FAILURES such calls; from then on reads are fast again."""
+    import signal
+    import time
+
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=reviewer).key
+    log_path = tmp_path / "server.log"
+    with redis_server(tmp_path) as redis:
+        env = production_env(DATABASE_URL=current_database_url(), REDIS_URL=redis.url,
+                             IMMUNE_DATA_DIR=str(tmp_path))
+        with uvicorn(env, log_path) as base:
+            apvs = f"{base}/api/v1/apvs/"
+            assert request(apvs, token=token)[0] == 200
+            redis.process.send_signal(signal.SIGSTOP)
+            try:
+                durations = []
+                for _ in range(6):
+                    started = time.monotonic()
+                    assert request(apvs, token=token)[0] == 200
+                    durations.append(time.monotonic() - started)
+            finally:
+                redis.process.send_signal(signal.SIGCONT)
+            print("hung redis, request seconds:", [round(d, 2) for d in durations])  # noqa: T201
+            assert all(d < 0.5 for d in durations[-3:]), durations
+            took = until(lambda: request(f"{base}/health/components")[2]["components"]
+                         ["cache"]["status"] == "healthy", timeout=RECOVERY_AIM_S)
+            assert took is not None
