@@ -67,7 +67,9 @@ def git_repo_with(files: dict[str, str]):
 
 
 def pypa_root() -> Path:
-    root = Path(os.environ.get("IMMUNE_PYPA_DB", "/work/shared/data/pypa-advisory-db/vulns"))
+    root = Path(os.environ.get("IMMUNE_PYPA_DB", "")
+                or Path(__file__).resolve().parents[2] / "shared" / "data" / "pypa-advisory-db"
+                / "vulns")
     if not root.is_dir():
         sys.exit(f"PyPA advisory database not found at {root}; set IMMUNE_PYPA_DB")
     return root

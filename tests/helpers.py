@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PYPA_DEFAULT = "/work/shared/data/pypa-advisory-db/vulns"
+#: Where the real PyPA advisory database lives unless IMMUNE_PYPA_DB says: beside the checkout.
+PYPA_DEFAULT = str(ROOT.parent / "shared" / "data" / "pypa-advisory-db" / "vulns")
 
 
 def pypa_root() -> Path:

@@ -74,7 +74,8 @@ def run_poc(poc: Path, requirements: list[str], timeout: int = 60) -> PocResult:
 # --- The built-in package PoCs' headers, read independently of apps/wargaming/exploits.py --
 
 PACKAGES = ROOT / "apps" / "wargaming" / "exploits" / "packages"
-ADVISORY_DB = Path(os.environ.get("IMMUNE_PYPA_DB", "/work/shared/data/pypa-advisory-db/vulns"))
+ADVISORY_DB = Path(os.environ.get("IMMUNE_PYPA_DB", "")
+                   or ROOT.parent / "shared" / "data" / "pypa-advisory-db" / "vulns")
 REQUIRED = ("immune-exploit", "package", "advisories", "cwe", "vulnerable", "fixed")
 _HEADER = re.compile(r"^#\s*([a-z][a-z_-]*)\s*:\s*(.*?)\s*$")
 
