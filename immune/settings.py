@@ -275,6 +275,9 @@ SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_
 
 #: Bearer token Prometheus presents to /metrics; staff sessions may read it too.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+#: Port of a Celery worker's own /metrics (apps/core/worker_metrics.py); 0 turns it off.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env.str("WORKER_METRICS_ADDR", default="0.0.0.0")  # noqa: S104
 
 # --- Internationalisation and static files -------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -19,6 +19,13 @@ class CoreConfig(AppConfig):
         if settings.CACHES["default"]["BACKEND"].startswith("apps.core.cache."):
             from apps.core import cache  # noqa: F401
 
+        from celery.signals import worker_init, worker_process_shutdown
+
+        from apps.core import worker_metrics
+
+        worker_init.connect(worker_metrics.on_worker_init, weak=False)
+        worker_process_shutdown.connect(worker_metrics.on_child_exit, weak=False)
+
         if settings.GC_THRESHOLDS:
             gc.set_threshold(*settings.GC_THRESHOLDS)
 

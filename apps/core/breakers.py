@@ -24,8 +24,10 @@ from typing import Any, TypeVar
 import structlog
 from circuitbreaker import STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN, CircuitBreaker
 from circuitbreaker import CircuitBreakerError as CircuitBreakerError  # re-exported
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
+
+from apps.core.metrics import add_scrape_time_collector
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -121,4 +123,4 @@ class _StateCollector:
         yield family
 
 
-REGISTRY.register(_StateCollector())
+add_scrape_time_collector(_StateCollector())

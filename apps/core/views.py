@@ -12,7 +12,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from django_prometheus.exports import ExportToDjangoView
 from django_ratelimit.decorators import ratelimit
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -101,7 +100,11 @@ def metrics(request: HttpRequest) -> HttpResponse:
             error_body("not_authenticated", "Metrics need a staff login or the metrics token."),
             status=401,
         )
-    return ExportToDjangoView(request)
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from apps.core.metrics import exposition_registry
+
+    return HttpResponse(generate_latest(exposition_registry()), content_type=CONTENT_TYPE_LATEST)
 
 
 # --- Login ---------------------------------------------------------------------------------

@@ -8,4 +8,8 @@ class ReviewsConfig(AppConfig):
 
     def ready(self) -> None:
         # The forge breaker exists (and shows in /health/components) before any patch.
+        from apps.core.metrics import register_domain_collector
+        from apps.reviews import metrics
         from apps.reviews.forge import adapter  # noqa: F401
+
+        register_domain_collector("reviews", metrics.collect, metrics.DESCRIBE)

@@ -10,7 +10,9 @@ class WargamingConfig(AppConfig):
         from celery.signals import worker_ready
 
         from apps.core.health import register_check
-        from apps.wargaming import health
+        from apps.core.metrics import register_domain_collector
+        from apps.wargaming import health, metrics
 
         register_check("sandbox", health.health_check)
+        register_domain_collector("wargaming", metrics.collect, metrics.DESCRIBE)
         worker_ready.connect(health.publish_status_on_start, weak=False)
