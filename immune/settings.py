@@ -361,6 +361,27 @@ ADVISORY_SOURCES = env.list(
     default=["https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"]
     if IS_PRODUCTION else [],
 )
+#: Advisory import caps (docs/advisories.md, "Bad input"): a download; one document (a file,
+#: a zip member, a downloaded JSON/YAML); one record as canonical JSON; records in one
+#: document; nesting of a document or record. What exceeds one is a listed failure.
+ADVISORY_MAX_DOWNLOAD_BYTES = env.int("ADVISORY_MAX_DOWNLOAD_BYTES", default=512 * 1024 * 1024)
+ADVISORY_MAX_FILE_BYTES = env.int("ADVISORY_MAX_FILE_BYTES", default=16 * 1024 * 1024)
+ADVISORY_MAX_RECORD_BYTES = env.int("ADVISORY_MAX_RECORD_BYTES", default=1024 * 1024)
+ADVISORY_MAX_RECORDS_PER_FILE = env.int("ADVISORY_MAX_RECORDS_PER_FILE", default=10_000)
+ADVISORY_MAX_DEPTH = env.int("ADVISORY_MAX_DEPTH", default=32)
+ADVISORY_MAX_YAML_NODES = env.int("ADVISORY_MAX_YAML_NODES", default=100_000)
+
+# --- Scanning hostile repositories (issue 13; docs/apv.md) ----------------------------------
+#: A manifest larger than this is refused from its size, unread; the rest is scanned.
+SCAN_MAX_MANIFEST_BYTES = env.int("SCAN_MAX_MANIFEST_BYTES", default=5 * 1024 * 1024)
+#: Dependencies one manifest (with its -r/-c includes) may declare; over it, it is skipped.
+SCAN_MAX_DEPENDENCIES = env.int("SCAN_MAX_DEPENDENCIES", default=20_000)
+#: Dependencies of a whole project; manifests that would pass it are skipped.
+SCAN_MAX_PROJECT_DEPENDENCIES = env.int("SCAN_MAX_PROJECT_DEPENDENCIES", default=100_000)
+#: Manifests read per project; those after it (in path order) are skipped.
+SCAN_MAX_MANIFESTS = env.int("SCAN_MAX_MANIFESTS", default=1_000)
+#: Entries (files, folders, links) of the exported tree; a larger tree is not scanned.
+SCAN_MAX_TREE_ENTRIES = env.int("SCAN_MAX_TREE_ENTRIES", default=200_000)
 
 # --- Patches and forge ---------------------------------------------------------------------
 #: Identity of the commits immune makes on patch branches and merges.

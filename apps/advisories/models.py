@@ -91,6 +91,11 @@ class AffectedPackage(models.Model):
     ranges = models.JSONField(default=list, blank=True)
     versions = models.JSONField(default=list, blank=True)
     fixed_versions = models.JSONField(default=list, blank=True)
+    #: Why a range of this entry cannot be ordered (a range event that is no version of the
+    #: ecosystem, e.g. PyPI "0.2.0-n653"); that range is also marked ``"unparseable"`` in
+    #: ``ranges``. Matching then uses ``versions``, or else treats every version of the
+    #: package as possibly affected (docs/advisories.md).
+    unparseable_reason = models.TextField(blank=True, default="")
 
     class Meta:
         indexes = [models.Index(fields=["ecosystem_key", "normalised_name"])]

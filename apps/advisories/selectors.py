@@ -55,6 +55,7 @@ def _record(row: AffectedPackage) -> osv.AffectedPackage:
             type=r["type"],
             events=tuple(next(iter(e.items())) for e in r["events"]),
             repo=r.get("repo", ""),
+            unparseable=r.get("unparseable", ""),
         )
         for r in row.ranges
     )
@@ -97,14 +98,38 @@ class AffectedIndex:
     def matches(
         self, ecosystem: str, normalised_name: str, version: str
     ) -> list[tuple[Advisory, tuple[str, ...]]]:
-        """(advisory, fixed versions lowest first) for each advisory affecting the version."""
+        """(advisory, fixed versions lowest first) for each advisory affecting the version.
+
+        Includes the advisories that *possibly* affect it (a range that cannot be ordered and
+        no `versions` list): a scan raises an APV for those too, and
+        `advisory_match_reason` says why on the APV.
+        """
         found: dict[int, tuple[Advisory, tuple[str, ...]]] = {}
         for advisory, affected in self._entries.get(
             (ecosystem.strip().casefold(), normalised_name), ()
         ):
-            if osv.is_affected(affected, version):
+            if osv.is_affected(affected, version) or osv.possibly_affected(affected, version):
                 # One advisory may list the package in several entries: merge their fixes.
                 _, fixed = found.get(advisory.pk, (advisory, ()))
                 merged = tuple(dict.fromkeys((*fixed, *osv.fixed_versions_for(affected))))
                 found[advisory.pk] = (advisory, merged)
         return list(found.values())
+
+
+def advisory_match_reason(
+    *, advisory: Advisory, ecosystem: str, normalised_name: str, version: str
+) -> str:
+    """Why `advisory` matches this package version when the match is not certain; "" when it
+    is (listed in `versions` or inside a range), or when it does not match at all.
+
+    Derived from the stored entries each time, so it follows the advisory when it changes.
+    """
+    rows = AffectedPackage.objects.filter(
+        advisory=advisory, ecosystem_key=ecosystem.strip().casefold(),
+        normalised_name=normalised_name,
+    )
+    entries = [_record(row) for row in rows]
+    if any(osv.is_affected(entry, version) for entry in entries):
+        return ""
+    return next((reason for entry in entries
+                 if (reason := osv.possibly_affected(entry, version))), "")

@@ -2,17 +2,22 @@
 
 Idempotent by construction: a record whose content hash is unchanged is skipped without a
 write, so re-importing a source creates and updates nothing. Bad input never stops an
-import: each failure is reported with its path and reason and the rest is imported.
+import: each failure is reported with its path and reason and the rest is imported. Each
+record is written in its own savepoint, so one the database refuses fails alone.
+
+Memory is bounded by the limits in `apps.advisories.osv.sources.Limits` (one document at a
+time, at most ADVISORY_MAX_FILE_BYTES) and by the batch: at most BATCH_SIZE records and
+BATCH_MAX_BYTES of canonical JSON are held before they are written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 
 import structlog
-from django.db import transaction
+from django.conf import settings
+from django.db import DatabaseError, models, transaction
 
 from apps.advisories.models import Advisory, AdvisoryAlias, AffectedPackage
 from apps.advisories.osv import (
@@ -23,12 +28,18 @@ from apps.advisories.osv import (
     iter_source,
     parse_osv,
 )
+from apps.advisories.osv.matching import unorderable_reason
+from apps.advisories.osv.parser import MAX_DEPTH, MAX_RECORD_BYTES
+from apps.advisories.osv.sources import Limits
 
 log = structlog.get_logger(__name__)
 
 #: Records written per transaction: big enough to be fast, small enough that a database
 #: error loses (rolls back) only one batch, never what earlier batches stored.
 BATCH_SIZE = 500
+#: Canonical JSON held in one batch at most (records are kilobytes: 500 PyPA records are
+#: about 1.5 MB); bounds memory when a feed holds many large records.
+BATCH_MAX_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -45,6 +56,10 @@ class ImportReport:
     withdrawn: int = 0
     failures: list[ImportFailure] = field(default_factory=list)
     withdrawn_ids: list[str] = field(default_factory=list)
+    #: Sources that could not be read at all (also listed in `failures`).
+    unreadable_sources: list[ImportFailure] = field(default_factory=list)
+    #: Records stored with a range that cannot be ordered (id, path, reason).
+    unparseable_ranges: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -54,31 +69,74 @@ class ImportReport:
     def seen(self) -> int:
         return self.created + self.updated + self.unchanged + self.failed
 
+    @property
+    def records(self) -> int:
+        """Records (or files that never became one) processed: `seen` minus unread sources."""
+        return self.seen - len(self.unreadable_sources)
+
+    def merge(self, other: ImportReport) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.withdrawn += other.withdrawn
+        self.withdrawn_ids += other.withdrawn_ids
+        self.failures += other.failures
+        self.unparseable_ranges += other.unparseable_ranges
+
     def as_dict(self) -> dict:
         return {
+            "records": self.records,
             "created": self.created,
             "updated": self.updated,
             "unchanged": self.unchanged,
             "withdrawn": self.withdrawn,
             "failed": self.failed,
             "failures": [{"path": f.path, "reason": f.reason} for f in self.failures],
+            "unreadable_sources": [
+                {"path": f.path, "reason": f.reason} for f in self.unreadable_sources
+            ],
+            "unparseable_ranges": list(self.unparseable_ranges),
         }
+
+
+class RecordRefused(Exception):
+    """A parsed record the database would not store as it is (checked before writing)."""
+
+
+def _parse_limits() -> dict:
+    return {
+        "max_record_bytes": getattr(settings, "ADVISORY_MAX_RECORD_BYTES", MAX_RECORD_BYTES),
+        "max_depth": getattr(settings, "ADVISORY_MAX_DEPTH", MAX_DEPTH),
+    }
 
 
 def _parsed_records(
     sources: Iterable[str], report: ImportReport
 ) -> Iterator[tuple[str, ParsedAdvisory]]:
     seen: dict[str, str] = {}
+    limits = Limits.from_settings()
+    parse_limits = _parse_limits()
     for source in sources:
-        for item in iter_source(source):
+        for item in iter_source(source, limits=limits):
             if isinstance(item, RecordError):
-                report.failures.append(ImportFailure(item.path, item.reason))
+                failure = ImportFailure(item.path, item.reason)
+                report.failures.append(failure)
+                if item.unreadable_source:
+                    report.unreadable_sources.append(failure)
+                log.warning("advisories.record_failed", path=item.path, reason=item.reason)
                 continue
             assert isinstance(item, RawRecord)
             try:
-                parsed = parse_osv(item.data, path=item.path)
+                # Not strict: a range event that is no version of the ecosystem marks its
+                # range unparseable instead of refusing the record (docs/advisories.md).
+                parsed = parse_osv(item.data, path=item.path, strict=False, **parse_limits)
             except AdvisoryParseError as exc:
                 report.failures.append(ImportFailure(item.path, exc.reason))
+                log.warning("advisories.record_failed", path=item.path, reason=exc.reason)
+                continue
+            except RecursionError:
+                reason = "nested too deeply to parse"
+                report.failures.append(ImportFailure(item.path, reason))
                 continue
             if parsed.id in seen:
                 report.failures.append(
@@ -87,6 +145,22 @@ def _parsed_records(
                 continue
             seen[parsed.id] = item.path
             yield item.path, parsed
+
+
+def _batches(
+    records: Iterator[tuple[str, ParsedAdvisory]]
+) -> Iterator[list[tuple[str, ParsedAdvisory]]]:
+    """At most BATCH_SIZE records and about BATCH_MAX_BYTES of canonical JSON per batch."""
+    batch: list[tuple[str, ParsedAdvisory]] = []
+    size = 0
+    for path, parsed in records:
+        batch.append((path, parsed))
+        size += parsed.size
+        if len(batch) >= BATCH_SIZE or size >= BATCH_MAX_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _fields(parsed: ParsedAdvisory, *, source: str, path: str) -> dict:
@@ -116,6 +190,13 @@ def _fields(parsed: ParsedAdvisory, *, source: str, path: str) -> dict:
     }
 
 
+def _stored_range(rng) -> dict:
+    stored = {"type": rng.type, "events": [{k: v} for k, v in rng.events], "repo": rng.repo}
+    if rng.unparseable:
+        stored["unparseable"] = rng.unparseable
+    return stored
+
+
 def _children(advisory: Advisory, parsed: ParsedAdvisory):
     aliases = [AdvisoryAlias(advisory=advisory, alias=a) for a in dict.fromkeys(parsed.aliases)]
     affected = [
@@ -126,23 +207,64 @@ def _children(advisory: Advisory, parsed: ParsedAdvisory):
             name=a.name,
             normalised_name=a.normalised_name,
             purl=a.purl,
-            ranges=[
-                {"type": r.type, "events": [{k: v} for k, v in r.events], "repo": r.repo}
-                for r in r_list
-            ]
-            if (r_list := a.ranges)
-            else [],
+            ranges=[_stored_range(r) for r in a.ranges],
             versions=list(a.versions),
             fixed_versions=list(a.fixed_versions),
+            unparseable_reason=unorderable_reason(a),
         )
         for a in parsed.affected
     ]
     return aliases, affected
 
 
+def _check_lengths(instances: Iterable[models.Model]) -> None:
+    """Refuse a text longer than its column, the same way on every database (SQLite would
+    store it, PostgreSQL refuse it)."""
+    for instance in instances:
+        for model_field in instance._meta.concrete_fields:
+            limit = getattr(model_field, "max_length", None)
+            if not limit or not isinstance(model_field, models.CharField):
+                continue
+            value = getattr(instance, model_field.attname)
+            if isinstance(value, str) and len(value) > limit:
+                raise RecordRefused(
+                    f"{instance._meta.model_name}.{model_field.name} is {len(value)} characters, "
+                    f"above the {limit} the database stores ({value[:40]!r}…)"
+                )
+
+
+def _store(current: Advisory | None, parsed: ParsedAdvisory, *, source: str, path: str) -> None:
+    """Write one record and its children (inside the caller's savepoint)."""
+    fields = _fields(parsed, source=source, path=path)
+    if current is None:
+        advisory = Advisory(osv_id=parsed.id, **fields)
+        aliases, affected = _children(advisory, parsed)
+        _check_lengths([advisory, *aliases, *affected])
+        advisory.save(force_insert=True)
+    else:
+        advisory = current
+        for name, value in fields.items():
+            setattr(advisory, name, value)
+        aliases, affected = _children(advisory, parsed)
+        _check_lengths([advisory, *aliases, *affected])
+        advisory.save(update_fields=[*fields, "updated_at"])
+        # The children of an updated record are replaced wholesale: simpler than a diff
+        # and cheap (a record has a handful of rows).
+        AdvisoryAlias.objects.filter(advisory=advisory).delete()
+        AffectedPackage.objects.filter(advisory=advisory).delete()
+    AdvisoryAlias.objects.bulk_create(aliases)
+    AffectedPackage.objects.bulk_create(affected)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
 @transaction.atomic
 def _write_batch(batch: list[tuple[str, ParsedAdvisory]], *, source: str) -> ImportReport:
-    """Upsert one batch; returns its counts (merged only once the batch has committed)."""
+    """Upsert one batch, each record in its own savepoint; returns its counts and failures
+    (merged only once the batch has committed)."""
     report = ImportReport()
     ids = [parsed.id for _, parsed in batch]
     existing = {
@@ -151,62 +273,38 @@ def _write_batch(batch: list[tuple[str, ParsedAdvisory]], *, source: str) -> Imp
             "id", "osv_id", "content_hash", "withdrawn"
         )
     }
-    to_create: list[tuple[Advisory, ParsedAdvisory]] = []
-    to_update: list[tuple[Advisory, ParsedAdvisory]] = []
-    newly_withdrawn: list[str] = []
     for path, parsed in batch:
         current = existing.get(parsed.id)
         if current is not None and current.content_hash == parsed.content_hash:
             report.unchanged += 1
             continue
-        fields = _fields(parsed, source=source, path=path)
+        was_withdrawn = current is not None and current.withdrawn is not None
+        try:
+            # A savepoint per record: what the database refuses (PostgreSQL: NUL in text,
+            # an over-long value, ...) rolls back this record alone, never its neighbours.
+            with transaction.atomic():
+                _store(current, parsed, source=source, path=path)
+        except RecordRefused as exc:
+            report.failures.append(ImportFailure(path, str(exc)))
+            continue
+        except (DatabaseError, ValueError, TypeError) as exc:
+            log.warning("advisories.record_refused_by_database", path=path, id=parsed.id,
+                        error=_first_line(exc))
+            report.failures.append(
+                ImportFailure(path, f"the database refused the record: {_first_line(exc)}"))
+            continue
         if current is None:
-            to_create.append((Advisory(osv_id=parsed.id, **fields), parsed))
             report.created += 1
         else:
-            was_withdrawn = current.withdrawn is not None
-            for name, value in fields.items():
-                setattr(current, name, value)
-            to_update.append((current, parsed))
             report.updated += 1
-            if parsed.withdrawn is not None and not was_withdrawn:
-                newly_withdrawn.append(parsed.id)
-        if parsed.withdrawn is not None and (current is None or parsed.id in newly_withdrawn):
+        if parsed.withdrawn is not None and not was_withdrawn:
             report.withdrawn += 1
-    report.withdrawn_ids = newly_withdrawn
-
-    Advisory.objects.bulk_create([a for a, _ in to_create], batch_size=BATCH_SIZE)
-    if to_update:
-        Advisory.objects.bulk_update(
-            [a for a, _ in to_update],
-            fields=[*_fields(to_update[0][1], source=source, path=""), "updated_at"],
-            batch_size=200,
-        )
-        # The children of an updated record are replaced wholesale: simpler than a diff
-        # and cheap (a record has a handful of rows), all inside this transaction.
-        updated_ids = [a.pk for a, _ in to_update]
-        AdvisoryAlias.objects.filter(advisory_id__in=updated_ids).delete()
-        AffectedPackage.objects.filter(advisory_id__in=updated_ids).delete()
-
-    if not (to_create or to_update):
-        return report
-    if to_create and to_create[0][0].pk is None:
-        # SQLite before 3.35 cannot return ids from bulk_create; fetch them.
-        pks = dict(
-            Advisory.objects.filter(osv_id__in=[a.osv_id for a, _ in to_create]).values_list(
-                "osv_id", "id"
-            )
-        )
-        for advisory, _ in to_create:
-            advisory.pk = pks[advisory.osv_id]
-    aliases: list[AdvisoryAlias] = []
-    affected: list[AffectedPackage] = []
-    for advisory, parsed in [*to_create, *to_update]:
-        a, b = _children(advisory, parsed)
-        aliases += a
-        affected += b
-    AdvisoryAlias.objects.bulk_create(aliases, batch_size=1000)
-    AffectedPackage.objects.bulk_create(affected, batch_size=1000)
+            if current is not None:
+                report.withdrawn_ids.append(parsed.id)
+        report.unparseable_ranges += [
+            {"id": parsed.id, "path": path, "reason": reason}
+            for reason in parsed.unparseable_ranges
+        ]
     return report
 
 
@@ -220,27 +318,25 @@ def advisories_import(
     sources = list(sources)
     source = source_name or (sources[0] if len(sources) == 1 else "multiple")
     report = ImportReport()
-    records = _parsed_records(sources, report)
-    while batch := list(islice(records, BATCH_SIZE)):
+    for batch in _batches(_parsed_records(sources, report)):
         try:
             done = _write_batch(batch, source=source[:200])
-        except Exception as exc:  # a database error loses this batch only
+        except DatabaseError as exc:  # the batch's commit failed: it loses this batch only
             log.exception("advisories.import_batch_failed", size=len(batch))
             for path, _parsed in batch:
-                report.failures.append(ImportFailure(path, f"database error: {exc}"))
+                report.failures.append(
+                    ImportFailure(path, f"database error: {_first_line(exc)}"))
             continue
-        report.created += done.created
-        report.updated += done.updated
-        report.unchanged += done.unchanged
-        report.withdrawn += done.withdrawn
-        report.withdrawn_ids += done.withdrawn_ids
+        report.merge(done)
         if on_progress:
             on_progress(report)
     if report.withdrawn_ids:
         _resolve_apvs_of_withdrawn(report.withdrawn_ids)
-    log.info("advisories.imported", source=source, **{
-        k: v for k, v in report.as_dict().items() if k != "failures"
-    })
+    log.info("advisories.imported", source=source, records=report.records,
+             created=report.created, updated=report.updated, unchanged=report.unchanged,
+             withdrawn=report.withdrawn, failed=report.failed,
+             unreadable_sources=len(report.unreadable_sources),
+             unparseable_ranges=len(report.unparseable_ranges))
     return report
 
 

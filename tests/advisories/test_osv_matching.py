@@ -249,8 +249,8 @@ def test_index_lookup_does_not_scan_other_packages(monkeypatch: pytest.MonkeyPat
 # --- the whole PyPA advisory database --------------------------------------------------------
 
 
-# Files parse_osv refuses, with the reason. Legacy (pre-PEP 440) strings in `versions` are
-# accepted and matched exactly; only range events must be orderable.
+# Files parse_osv refuses in strict mode, with the reason. Legacy (pre-PEP 440) strings in
+# `versions` are accepted and matched exactly; only range events must be orderable.
 PYPA_PARSE_FAILURES: dict[str, str] = {
     # Range events must be orderable versions, or the range cannot be evaluated; these two
     # records carry a non-PEP 440 string as an event, so the data is at fault.
@@ -306,10 +306,14 @@ def test_pypa_every_file_parses_or_is_allow_listed(pypa) -> None:
     assert failures == PYPA_PARSE_FAILURES
     assert len(parsed) + len(failures) == sum(1 for _ in root.rglob("*.yaml"))
     assert len({adv.id for adv in parsed}) == len(parsed)
-    for relative in PYPA_PARSE_FAILURES:
-        # Only the version strictness refuses them.
+    for relative, reason in PYPA_PARSE_FAILURES.items():
+        # Only the version strictness refuses them; the importer (strict=False) keeps them
+        # with the range marked unparseable (issue 13).
         data = load_document((root / relative).read_bytes(), path=relative)
-        assert parse_osv(data, path=relative, strict=False).id
+        lenient = parse_osv(data, path=relative, strict=False)
+        ((where, event),) = [r.split(": ", 1) for r in lenient.unparseable_ranges]
+        assert reason.startswith(where)
+        assert event.endswith(f"{reason.rsplit(' ', 1)[-1]} is not a PEP 440 version")
 
 
 def test_pypa_listed_versions_agree_with_ranges(pypa) -> None:

@@ -54,11 +54,14 @@ def test_malformed_yaml_yields_error() -> None:
 
 def test_missing_and_unsupported_paths(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.json")
-    assert list(iter_source(missing)) == [RecordError(missing, "no such file or directory")]
+    assert list(iter_source(missing)) == [
+        RecordError(missing, "no such file or directory", unreadable_source=True)
+    ]
     other = tmp_path / "notes.txt"
     other.write_text("hello")
     (error,) = iter_source(str(other))
     assert isinstance(error, RecordError) and error.reason.startswith("unsupported file type")
+    assert error.unreadable_source
 
 
 def test_data_folder() -> None:
@@ -171,9 +174,12 @@ def test_url_sources(http_root: tuple[str, Path]) -> None:
 def test_url_failures(http_root: tuple[str, Path]) -> None:
     base, root = http_root
     (error,) = iter_source(f"{base}/missing.json")
-    assert error == RecordError(f"{base}/missing.json", "download failed: HTTP 404 File not found")
+    assert error == RecordError(f"{base}/missing.json", "download failed: HTTP 404 File not found",
+                                unreadable_source=True)
     (root / "big.json").write_text(json.dumps({"id": "X", "details": "x" * 5000}))
     (error,) = iter_source(f"{base}/big.json", max_bytes=1000)
     assert isinstance(error, RecordError) and "byte cap" in error.reason
+    assert error.unreadable_source
     (error,) = iter_source("http://127.0.0.1:9/refused.json", timeout=2)
     assert isinstance(error, RecordError) and error.reason.startswith("download failed:")
+    assert error.unreadable_source

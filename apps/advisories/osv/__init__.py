@@ -7,15 +7,18 @@ from .matching import (
     in_versions,
     is_affected,
     normalise_name,
+    possibly_affected,
+    unorderable_reason,
 )
 from .parser import AdvisoryParseError, load_document, parse_osv
 from .records import AffectedPackage, ParsedAdvisory, Range, SeverityVector
-from .sources import RawRecord, RecordError, iter_source
+from .sources import Limits, RawRecord, RecordError, iter_source
 
 __all__ = [
     "AdvisoryIndex",
     "AdvisoryParseError",
     "AffectedPackage",
+    "Limits",
     "ParsedAdvisory",
     "Range",
     "RawRecord",
@@ -29,4 +32,6 @@ __all__ = [
     "load_document",
     "normalise_name",
     "parse_osv",
+    "possibly_affected",
+    "unorderable_reason",
 ]

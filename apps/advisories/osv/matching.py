@@ -29,6 +29,9 @@ __all__ = [
     "normalise_name",
     "parse_pep440",
     "parse_semver",
+    "possibly_affected",
+    "range_problem",
+    "unorderable_reason",
 ]
 
 _CACHE_SIZE = 1 << 16
@@ -97,6 +100,26 @@ def _parser_for(range_type: str, kind: str) -> Parser | None:
     if range_type == "ECOSYSTEM":
         return _ecosystem_parser(kind)
     return None  # GIT needs commit ancestry, not version order.
+
+
+_ORDER_NAMES = {parse_pep440: "PEP 440", parse_semver: "SemVer"}
+
+
+def range_problem(rng: Range, kind: str) -> str:
+    """Why an ECOSYSTEM/SEMVER range cannot be ordered ("" when it can, or is GIT/unknown).
+
+    PyPI still carries releases named before PEP 440, and some records put one in a range
+    event (binderhub PYSEC-2021-371 `fixed: 0.2.0-n653`, steam PYSEC-2019-125
+    `fixed: 2019-09-12`): such a range cannot decide which versions lie inside it.
+    """
+    parse = _parser_for(rng.type, kind)
+    if parse is None:
+        return ""
+    for event_kind, value in rng.events:
+        if _event_key(event_kind, value, parse) is None:
+            order = _ORDER_NAMES[parse]
+            return f"{rng.type} range event {event_kind} {value!r} is not a {order} version"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +238,33 @@ def is_affected(affected: AffectedPackage, version: str) -> bool:
     if not isinstance(version, str) or not version:
         return False
     return in_versions(affected, version) or in_ranges(affected, version)
+
+
+def unorderable_reason(affected: AffectedPackage) -> str:
+    """The first range of the entry that cannot be ordered, with why ("" when none)."""
+    kind = ecosystem_kind(affected.ecosystem)
+    for rng in affected.ranges:
+        reason = rng.unparseable or range_problem(rng, kind)
+        if reason:
+            return reason
+    return ""
+
+
+def possibly_affected(affected: AffectedPackage, version: str) -> str:
+    """Why `version` is *possibly* affected ("" when it is not, or when it is affected for sure).
+
+    A range that cannot be ordered decides nothing by itself. When the record lists its
+    affected `versions` explicitly, that list decides (OSV § affected[].versions enumerates
+    what the ranges cover), so `is_affected` already answers. Without a list nothing can rule
+    a version out: every version of the package is possibly affected, and the reason says so.
+    """
+    if affected.versions or not isinstance(version, str) or not version:
+        return ""
+    reason = unorderable_reason(affected)
+    if not reason or is_affected(affected, version):
+        return ""
+    return (f"possibly affected: {reason}, and the record lists no affected versions, so "
+            f"every version of {affected.name} is treated as possibly affected")
 
 
 def fixed_versions_for(affected: AffectedPackage) -> tuple[str, ...]:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import cvss
 import yaml
 
-from .matching import ecosystem_kind, normalise_name, parse_pep440, parse_semver
+from .matching import ecosystem_kind, normalise_name, parse_pep440, parse_semver, range_problem
 from .records import (
     EVENT_KINDS,
     RANGE_TYPES,
@@ -22,7 +23,25 @@ from .records import (
     SeverityVector,
 )
 
-__all__ = ["AdvisoryParseError", "load_document", "parse_osv", "severity_for_score"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_RECORD_BYTES",
+    "MAX_YAML_NODES",
+    "AdvisoryParseError",
+    "load_document",
+    "parse_osv",
+    "severity_for_score",
+]
+
+#: Nesting a document or record may have. An OSV record nests about 7 levels
+#: (affected[].ranges[].events[].fixed); free-form `database_specific` gets room to spare.
+MAX_DEPTH = 32
+#: Size of one record as canonical JSON. PyPA's largest is 17 kB, GHSA's tens of kB.
+MAX_RECORD_BYTES = 1024 * 1024
+#: Nodes (scalars and collections) of one YAML document. PyYAML's composer spends about
+#: 700 bytes and 40 µs on each, so a few MB of `- []` lines would cost gigabytes; a PyPA
+#: record has a few hundred nodes.
+MAX_YAML_NODES = 100_000
 
 
 class AdvisoryParseError(Exception):
@@ -63,8 +82,49 @@ def _format_of(path: str, text: str) -> str:
     return "json" if text.lstrip()[:1] in ("{", "[") else "yaml"
 
 
-def load_document(text: str | bytes, *, path: str, fmt: str | None = None) -> Any:
-    """Parse JSON or YAML (by `fmt`, else extension, else content) into Python data."""
+def _check_yaml_events(text: str, path: str, max_depth: int, max_nodes: int) -> None:
+    """Refuse anchors, aliases, deep nesting and too many nodes from the event stream, before
+    anything is built.
+
+    OSV never needs anchors or aliases, and aliases are what "billion laughs" documents use to
+    grow a few hundred bytes into gigabytes once expanded (serialised, hashed, stored), so a
+    record using one is refused, never expanded. The check runs on libyaml's event stream,
+    whose memory does not grow with nesting; libyaml's composer, which builds the node tree
+    afterwards, recurses in C, so nesting is bounded here first.
+    """
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=_OsvYamlLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            mark = event.start_mark
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise AdvisoryParseError(path, f"YAML aliases/anchors are not allowed{where}")
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            if nodes > max_nodes:
+                raise AdvisoryParseError(
+                    path, f"YAML document has more than {max_nodes} nodes "
+                    "(ADVISORY_MAX_YAML_NODES)")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > max_depth:
+                raise AdvisoryParseError(path, f"nested deeper than {max_depth} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def load_document(
+    text: str | bytes,
+    *,
+    path: str,
+    fmt: str | None = None,
+    max_depth: int = MAX_DEPTH,
+    max_yaml_nodes: int = MAX_YAML_NODES,
+) -> Any:
+    """Parse JSON or YAML (by `fmt`, else extension, else content) into Python data.
+
+    YAML anchors and aliases are refused, and so are nesting deeper than `max_depth` and a
+    YAML document of more than `max_yaml_nodes` nodes.
+    """
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
@@ -73,12 +133,15 @@ def load_document(text: str | bytes, *, path: str, fmt: str | None = None) -> An
     fmt = fmt or _format_of(path, text)
     if fmt == "json":
         try:
-            return json.loads(text)
+            document = json.loads(text)
         except json.JSONDecodeError as exc:
             raise AdvisoryParseError(path, f"invalid JSON: {exc}") from exc
         except RecursionError as exc:
-            raise AdvisoryParseError(path, "invalid JSON: nested too deeply") from exc
+            raise AdvisoryParseError(path, f"nested deeper than {max_depth} levels") from exc
+        _check_depth(document, path, max_depth)
+        return document
     try:
+        _check_yaml_events(text, path, max_depth, max_yaml_nodes)
         return yaml.load(text, Loader=_OsvYamlLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -88,7 +151,77 @@ def load_document(text: str | bytes, *, path: str, fmt: str | None = None) -> An
     except yaml.YAMLError as exc:
         raise AdvisoryParseError(path, f"invalid YAML: {exc}") from exc
     except RecursionError as exc:
-        raise AdvisoryParseError(path, "invalid YAML: nested too deeply") from exc
+        raise AdvisoryParseError(path, f"nested deeper than {max_depth} levels") from exc
+
+
+def _members(value: dict | list) -> Iterator[tuple[Any, Any]]:
+    return iter(value.items()) if isinstance(value, dict) else enumerate(value)
+
+
+def _check_depth(document: Any, path: str, max_depth: int) -> None:
+    """Refuse data nested deeper than `max_depth`, walking depth-first with one iterator per
+    level: memory grows with the depth (bounded), never with the width."""
+    if not isinstance(document, (dict, list)):
+        return
+    stack = [_members(document)]
+    while stack:
+        for _key, value in stack[-1]:
+            if isinstance(value, (dict, list)):
+                if len(stack) >= max_depth:
+                    raise AdvisoryParseError(path, f"nested deeper than {max_depth} levels")
+                stack.append(_members(value))
+                break
+        else:
+            stack.pop()
+
+
+def _where(parent: str, key: Any, in_mapping: bool) -> str:
+    if in_mapping:
+        return f"{parent}.{key}" if parent else str(key)
+    return f"{parent}[{key}]"
+
+
+def _check_plain(record: Mapping[str, Any], path: str, max_depth: int) -> None:
+    """The record must be plain JSON data that every database stores as it is.
+
+    PostgreSQL refuses NUL in text and in jsonb, and NaN/Infinity in jsonb; YAML can also
+    produce bytes (`!!binary`), sets or non-string keys. Each is refused here, with where it is,
+    so that it fails this record alone and says why. Walked like `_check_depth`.
+    """
+    stack: list[tuple[Iterator[tuple[Any, Any]], str, bool]] = [
+        (_members(dict(record)), "", True)
+    ]
+    while stack:
+        members, parent, in_mapping = stack[-1]
+        for key, value in members:
+            if in_mapping:
+                if not isinstance(key, str):
+                    raise _fail(path, parent, f"has a key of type {type(key).__name__} "
+                                f"({key!r}); JSON keys are strings")
+                if "\x00" in key:
+                    raise _fail(path, parent, "has a key with a NUL character (\\u0000)")
+            if isinstance(value, str):
+                if "\x00" in value:
+                    raise _fail(path, _where(parent, key, in_mapping),
+                                "holds a NUL character (\\u0000), which is not stored")
+            elif value is None or isinstance(value, (bool, int)):
+                continue
+            elif isinstance(value, float):
+                if not math.isfinite(value):
+                    raise _fail(path, _where(parent, key, in_mapping),
+                                f"holds {value!r}, which is not a JSON number")
+            elif isinstance(value, (dict, list)):
+                where = _where(parent, key, in_mapping)
+                if len(stack) >= max_depth:
+                    raise _fail(path, where, f"nested deeper than {max_depth} levels")
+                stack.append((_members(value), where, isinstance(value, dict)))
+                break
+            else:
+                raise _fail(path, _where(parent, key, in_mapping),
+                            f"holds a value of type {type(value).__name__}, "
+                            "which is not JSON data")
+        else:
+            stack.pop()
 
 
 # --- small typed getters -------------------------------------------------------------------
@@ -274,7 +407,14 @@ def _range(entry: Any, kind: str, path: str, where: str, strict: bool) -> Range:
         # OSV § Requirements: at least one `introduced` per events array.
         raise _fail(path, where, "range has no 'introduced' event")
     repo = _text(entry.get("repo"), path, f"{where}.repo")
-    return Range(type=range_type, events=tuple(events), repo=repo)
+    rng = Range(type=range_type, events=tuple(events), repo=repo)
+    if not strict:
+        # Kept, and marked: matching falls back to the record's `versions`, or else to
+        # "possibly affected" (see matching.possibly_affected).
+        problem = range_problem(rng, kind)
+        if problem:
+            rng = Range(type=range_type, events=rng.events, repo=repo, unparseable=problem)
+    return rng
 
 
 def _affected(entry: Any, path: str, where: str, strict: bool) -> AffectedPackage:
@@ -317,24 +457,45 @@ def _affected(entry: Any, path: str, where: str, strict: bool) -> AffectedPackag
 # --- record --------------------------------------------------------------------------------
 
 
-def content_hash(raw: Mapping[str, Any], path: str = "") -> str:
-    """sha256 of the canonical JSON form, so an unchanged record is recognised on re-import."""
+def _canonical(raw: Mapping[str, Any], path: str = "") -> bytes:
     try:
         canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     except (TypeError, ValueError) as exc:
         raise AdvisoryParseError(path, f"record cannot be serialised as JSON: {exc}") from exc
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return canonical.encode("utf-8")
 
 
-def parse_osv(data: Any, *, path: str = "", strict: bool = True) -> ParsedAdvisory:
+def content_hash(raw: Mapping[str, Any], path: str = "") -> str:
+    """sha256 of the canonical JSON form, so an unchanged record is recognised on re-import."""
+    return hashlib.sha256(_canonical(raw, path)).hexdigest()
+
+
+def parse_osv(
+    data: Any,
+    *,
+    path: str = "",
+    strict: bool = True,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    max_depth: int = MAX_DEPTH,
+) -> ParsedAdvisory:
     """Validate one OSV record; raises AdvisoryParseError with the path and the reason.
 
     `strict=False` keeps version strings that are not PEP 440 / SemVer instead of refusing
-    the record (PyPI still lists pre-PEP 440 releases such as `0.7.1.fix1`); matching then
-    treats them as opaque strings and skips ranges it cannot order.
+    the record (PyPI still lists pre-PEP 440 releases such as `0.7.1.fix1`): a range event
+    that is not one marks its range `unparseable` with the reason, and matching skips it.
+    The importer parses with `strict=False`.
+
+    Whatever the mode, the record must be plain JSON data (no NUL, NaN, bytes, non-string
+    keys), nested at most `max_depth` levels and at most `max_record_bytes` as canonical JSON.
     """
     if not isinstance(data, Mapping):
         raise AdvisoryParseError(path, f"record is not a mapping (got {type(data).__name__})")
+    _check_plain(data, path, max_depth)
+    canonical = _canonical(data, path)
+    if len(canonical) > max_record_bytes:
+        raise AdvisoryParseError(
+            path, f"record is {len(canonical)} bytes as JSON, above the cap of "
+            f"{max_record_bytes} bytes (ADVISORY_MAX_RECORD_BYTES)")
     advisory_id = data.get("id")
     if not isinstance(advisory_id, str) or not advisory_id.strip():
         raise AdvisoryParseError(path, "missing or empty 'id'")
@@ -386,5 +547,6 @@ def parse_osv(data: Any, *, path: str = "", strict: bool = True) -> ParsedAdviso
         references=references,
         affected=affected,
         raw=raw,
-        content_hash=content_hash(raw, path),
+        content_hash=hashlib.sha256(canonical).hexdigest(),
+        size=len(canonical),
     )

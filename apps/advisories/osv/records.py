@@ -15,11 +15,16 @@ SEVERITY_LEVELS: tuple[str, ...] = ("critical", "high", "medium", "low", "none",
 
 @dataclass(frozen=True, slots=True)
 class Range:
-    """One `affected[].ranges[]` entry; events keep the record's order."""
+    """One `affected[].ranges[]` entry; events keep the record's order.
+
+    `unparseable` says why an ECOSYSTEM/SEMVER range cannot be ordered (an event that is no
+    version of the ecosystem); such a range is kept but decides no match by itself.
+    """
 
     type: str
     events: tuple[tuple[str, str], ...]
     repo: str = ""
+    unparseable: str = ""
 
     def values(self, kind: str) -> tuple[str, ...]:
         """All event values of one kind, in record order."""
@@ -77,6 +82,18 @@ class ParsedAdvisory:
     # The record as loaded; compared by content_hash rather than by value.
     raw: dict[str, Any] = field(compare=False, repr=False)
     content_hash: str
+    # Size of the record's canonical JSON (what content_hash hashes); bounds import batches.
+    size: int = field(default=0, compare=False)
+
+    @property
+    def unparseable_ranges(self) -> tuple[str, ...]:
+        """Why each range that cannot be ordered cannot be, with where it is."""
+        return tuple(
+            f"affected[{a_index}].ranges[{r_index}]: {rng.unparseable}"
+            for a_index, affected in enumerate(self.affected)
+            for r_index, rng in enumerate(affected.ranges)
+            if rng.unparseable
+        )
 
     @property
     def is_withdrawn(self) -> bool:

@@ -10,7 +10,7 @@ import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,40 @@ from django.conf import settings
 
 from apps.core.breakers import Breaker, CircuitBreakerError
 
-from .parser import AdvisoryParseError, load_document
+from .parser import MAX_DEPTH, MAX_YAML_NODES, AdvisoryParseError, load_document
 
-__all__ = ["DOCUMENT_SUFFIXES", "RawRecord", "RecordError", "iter_source"]
+__all__ = ["DOCUMENT_SUFFIXES", "Limits", "RawRecord", "RecordError", "iter_source"]
 
 DOCUMENT_SUFFIXES: tuple[str, ...] = (".json", ".yaml", ".yml")
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # osv.dev's per-ecosystem all.zip files stay well below
-MAX_MEMBER_BYTES = 64 * 1024 * 1024  # one advisory is kilobytes; larger members are suspect
+#: One document (a file, a zip member, a downloaded JSON/YAML): an advisory is kilobytes, and
+#: a JSON list of advisories is what a bigger one holds; parsed, it takes several times this.
+DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_RECORDS_PER_FILE = 10_000
 _CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one source may make the importer read and hold (settings ADVISORY_MAX_*)."""
+
+    download_bytes: int = DEFAULT_MAX_BYTES
+    file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    records_per_file: int = DEFAULT_MAX_RECORDS_PER_FILE
+    depth: int = MAX_DEPTH
+    yaml_nodes: int = MAX_YAML_NODES
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        return cls(
+            download_bytes=getattr(settings, "ADVISORY_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_BYTES),
+            file_bytes=getattr(settings, "ADVISORY_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
+            records_per_file=getattr(settings, "ADVISORY_MAX_RECORDS_PER_FILE",
+                                     DEFAULT_MAX_RECORDS_PER_FILE),
+            depth=getattr(settings, "ADVISORY_MAX_DEPTH", MAX_DEPTH),
+            yaml_nodes=getattr(settings, "ADVISORY_MAX_YAML_NODES", MAX_YAML_NODES),
+        )
 _USER_AGENT = "immune-osv-ingest/1.0"
 
 
@@ -40,10 +65,15 @@ class RawRecord:
 
 @dataclass(frozen=True, slots=True)
 class RecordError:
-    """A file or record that could not be read; iteration carries on after it."""
+    """A file or record that could not be read; iteration carries on after it.
+
+    `unreadable_source` marks a source that could not be read at all (missing, not a zip,
+    download failed), as opposed to one bad file or record inside a source that was read.
+    """
 
     path: str
     reason: str
+    unreadable_source: bool = False
 
 
 SourceItem = RawRecord | RecordError
@@ -53,32 +83,49 @@ def iter_source(
     source: str | os.PathLike[str],
     *,
     timeout: float = DEFAULT_TIMEOUT,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[SourceItem]:
-    """Yield every record of `source`, and a RecordError for each unreadable part."""
+    """Yield every record of `source`, and a RecordError for each unreadable part.
+
+    `limits` defaults to the settings; `max_bytes` overrides its download cap.
+    """
+    limits = limits or Limits.from_settings()
+    if max_bytes is not None:
+        limits = replace(limits, download_bytes=max_bytes)
     text = os.fspath(source)
     if text.lower().startswith(("http://", "https://")):
-        yield from _iter_url(text, timeout=timeout, max_bytes=max_bytes)
+        yield from _iter_url(text, timeout=timeout, limits=limits)
         return
     path = Path(text)
     if path.is_dir():
-        yield from _iter_directory(path)
+        yield from _iter_directory(path, limits)
     elif not path.exists():
-        yield RecordError(text, "no such file or directory")
+        yield RecordError(text, "no such file or directory", unreadable_source=True)
     elif path.suffix.lower() == ".zip":
-        yield from _iter_zip(path, label=text)
+        yield from _iter_zip(path, label=text, limits=limits)
     elif path.suffix.lower() in DOCUMENT_SUFFIXES:
-        yield from _iter_file(path, label=text)
+        yield from _iter_file(path, label=text, limits=limits)
     else:
         allowed = ", ".join((*DOCUMENT_SUFFIXES, ".zip"))
-        yield RecordError(text, f"unsupported file type (expected a folder or {allowed})")
+        yield RecordError(text, f"unsupported file type (expected a folder or {allowed})",
+                          unreadable_source=True)
 
 
-def _records(document: Any, label: str) -> Iterator[SourceItem]:
+def _too_big(size: int, limits: Limits) -> str:
+    return (f"file is {size} bytes, above the cap of {limits.file_bytes} bytes "
+            "(ADVISORY_MAX_FILE_BYTES)")
+
+
+def _records(document: Any, label: str, limits: Limits) -> Iterator[SourceItem]:
     """One record per mapping; a list document holds several (osv.dev's query dumps)."""
     if isinstance(document, dict):
         yield RawRecord(label, document)
     elif isinstance(document, list):
+        if len(document) > limits.records_per_file:
+            yield RecordError(label, f"document holds {len(document)} records, above the cap of "
+                              f"{limits.records_per_file} (ADVISORY_MAX_RECORDS_PER_FILE)")
+            return
         for index, item in enumerate(document):
             where = f"{label}[{index}]"
             if isinstance(item, dict):
@@ -91,22 +138,37 @@ def _records(document: Any, label: str) -> Iterator[SourceItem]:
         yield RecordError(label, f"document is not a record (got {type(document).__name__})")
 
 
-def _iter_bytes(content: bytes, label: str, fmt: str | None = None) -> Iterator[SourceItem]:
+def _iter_bytes(
+    content: bytes, label: str, limits: Limits, fmt: str | None = None
+) -> Iterator[SourceItem]:
+    if len(content) > limits.file_bytes:
+        yield RecordError(label, _too_big(len(content), limits))
+        return
     try:
-        document = load_document(content, path=label, fmt=fmt)
+        document = load_document(content, path=label, fmt=fmt, max_depth=limits.depth,
+                                 max_yaml_nodes=limits.yaml_nodes)
     except AdvisoryParseError as exc:
         yield RecordError(exc.path, exc.reason)
         return
-    yield from _records(document, label)
+    del content  # the text is not needed once parsed
+    yield from _records(document, label, limits)
 
 
-def _iter_file(path: Path, label: str) -> Iterator[SourceItem]:
+def _iter_file(
+    path: Path, label: str, limits: Limits, fmt: str | None = None
+) -> Iterator[SourceItem]:
     try:
-        content = path.read_bytes()
+        size = path.stat().st_size
+        if size > limits.file_bytes:
+            yield RecordError(label, _too_big(size, limits))
+            return
+        with path.open("rb") as handle:
+            # Read at most one byte past the cap: a file that grew since stat() is caught too.
+            content = handle.read(limits.file_bytes + 1)
     except OSError as exc:
         yield RecordError(label, f"cannot read file: {exc.strerror or exc}")
         return
-    yield from _iter_bytes(content, label)
+    yield from _iter_bytes(content, label, limits, fmt=fmt)
 
 
 def _hidden(part: str) -> bool:
@@ -114,7 +176,7 @@ def _hidden(part: str) -> bool:
     return part.startswith(".") or part == "__MACOSX"
 
 
-def _iter_directory(root: Path) -> Iterator[SourceItem]:
+def _iter_directory(root: Path, limits: Limits) -> Iterator[SourceItem]:
     found: list[Path] = []
     walk_errors: list[OSError] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=walk_errors.append):
@@ -125,17 +187,19 @@ def _iter_directory(root: Path) -> Iterator[SourceItem]:
             if not _hidden(name) and name.lower().endswith(DOCUMENT_SUFFIXES)
         )
     for error in walk_errors:
-        yield RecordError(str(error.filename or root), f"cannot list folder: {error.strerror}")
+        where = str(error.filename or root)
+        yield RecordError(where, f"cannot list folder: {error.strerror}",
+                          unreadable_source=where == str(root))
     # Sorted by path so repeated runs ingest in the same order.
     for path in sorted(found):
-        yield from _iter_file(path, label=str(path))
+        yield from _iter_file(path, label=str(path), limits=limits)
 
 
-def _iter_zip(path: Path, label: str) -> Iterator[SourceItem]:
+def _iter_zip(path: Path, label: str, limits: Limits) -> Iterator[SourceItem]:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
-        yield RecordError(label, f"not a readable zip archive: {exc}")
+        yield RecordError(label, f"not a readable zip archive: {exc}", unreadable_source=True)
         return
     with archive:
         members = sorted(
@@ -150,20 +214,18 @@ def _iter_zip(path: Path, label: str) -> Iterator[SourceItem]:
         )
         for info in members:
             where = f"{label}!{info.filename}"
-            if info.file_size > MAX_MEMBER_BYTES:
-                yield RecordError(where, f"member larger than {MAX_MEMBER_BYTES} bytes")
+            if info.file_size > limits.file_bytes:
+                yield RecordError(where, _too_big(info.file_size, limits))
                 continue
             try:
                 with archive.open(info) as handle:
-                    content = handle.read(MAX_MEMBER_BYTES + 1)
-            except (zipfile.BadZipFile, OSError, RuntimeError, ValueError) as exc:
+                    # The declared size may lie (a zip bomb): never inflate past the cap.
+                    content = handle.read(limits.file_bytes + 1)
+            except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, EOFError) as exc:
                 # RuntimeError: encrypted member; BadZipFile: CRC mismatch or corrupt data.
                 yield RecordError(where, f"cannot read archive member: {exc}")
                 continue
-            if len(content) > MAX_MEMBER_BYTES:
-                yield RecordError(where, f"member larger than {MAX_MEMBER_BYTES} bytes")
-                continue
-            yield from _iter_bytes(content, where)
+            yield from _iter_bytes(content, where, limits)
 
 
 _ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/x-zip")
@@ -221,34 +283,37 @@ OSV_BREAKER = Breaker("osv", failure_threshold=settings.BREAKER_OSV_FAILURES,
                       recovery_timeout=settings.BREAKER_OSV_RESET_S, is_failure=_is_outage)
 
 
-def _iter_url(url: str, *, timeout: float, max_bytes: int) -> Iterator[SourceItem]:
+def _iter_url(url: str, *, timeout: float, limits: Limits) -> Iterator[SourceItem]:
     workdir = Path(tempfile.mkdtemp(prefix="osv-download-"))
     try:
         target = workdir / "download"
         try:
             content_type = OSV_BREAKER.guard(_download, url, target, timeout=timeout,
-                                             max_bytes=max_bytes)
+                                             max_bytes=limits.download_bytes)
         except CircuitBreakerError:
             yield RecordError(url, "download skipped: advisory downloads failed "
                               f"{OSV_BREAKER.failure_count} times in a row; the next attempt "
-                              f"goes through in {max(OSV_BREAKER.open_remaining, 0)} s")
+                              f"goes through in {max(OSV_BREAKER.open_remaining, 0)} s",
+                              unreadable_source=True)
             return
         except urllib.error.HTTPError as exc:
-            yield RecordError(url, f"download failed: HTTP {exc.code} {exc.reason}")
+            yield RecordError(url, f"download failed: HTTP {exc.code} {exc.reason}",
+                              unreadable_source=True)
             return
         except urllib.error.URLError as exc:
-            yield RecordError(url, f"download failed: {exc.reason}")
+            yield RecordError(url, f"download failed: {exc.reason}", unreadable_source=True)
             return
         except (OSError, ValueError) as exc:
             # TimeoutError is an OSError; ValueError covers the size cap and malformed URLs.
-            yield RecordError(url, f"download failed: {exc}")
+            yield RecordError(url, f"download failed: {exc}", unreadable_source=True)
             return
         with target.open("rb") as handle:
             head = handle.read(4)
         kind = _kind_of_download(url, content_type, head)
         if kind == "zip":
-            yield from _iter_zip(target, label=url)
+            yield from _iter_zip(target, label=url, limits=limits)
         else:
-            yield from _iter_bytes(target.read_bytes(), url, fmt=kind or None)
+            # A single document is held in memory whole: the per-file cap applies to it too.
+            yield from _iter_file(target, label=url, limits=limits, fmt=kind or None)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from apps.advisories.selectors import advisory_match_reason
 from apps.core.errors import ApplicationError
 from apps.decisions.events import DecisionContext
 from apps.decisions.models import DecisionType
@@ -256,6 +257,10 @@ class APVAdmin(admin.ModelAdmin):
             "no_exploit": no_exploit_reason(wargame, apv)
             if wargame and wargame.state == RunState.FINISHED and not covers else "",
             "prediction": prediction_latest(patch),
+            "match_reason": advisory_match_reason(
+                advisory=apv.advisory, ecosystem=apv.dependency.ecosystem,
+                normalised_name=apv.dependency.normalised_name,
+                version=apv.dependency.version),
             "has_view_permission": True, "original": apv,
         }
         return TemplateResponse(request, self.change_form_template, context)
