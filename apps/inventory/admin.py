@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
 
 from apps.core.errors import ApplicationError
 from apps.inventory.models import Dependency, Project
@@ -7,12 +8,37 @@ from apps.inventory.services import project_add, project_scan
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "path", "default_branch", "last_scanned_at", "open_apvs"]
+    list_display = ["name", "path", "default_branch", "last_scanned_at", "last_scan",
+                    "open_apvs"]
+    list_filter = ["last_scan_status"]
     search_fields = ["name", "path"]
     actions = ["scan"]
     fields = ["name", "path", "default_branch", "description", "last_scanned_at",
-              "last_scanned_commit", "last_scan_errors"]
-    readonly_fields = ["last_scanned_at", "last_scanned_commit", "last_scan_errors"]
+              "last_scanned_commit", "last_scan_status", "last_scan_attempted_at",
+              "scan_errors"]
+    readonly_fields = ["last_scanned_at", "last_scanned_commit", "last_scan_status",
+                       "last_scan_attempted_at", "scan_errors"]
+
+    @admin.display(description="last scan", ordering="last_scan_status")
+    def last_scan(self, obj):
+        if not obj.last_scan_status:
+            return "never"
+        count = len(obj.last_scan_errors or [])
+        return f"{obj.get_last_scan_status_display()}, {count} error{'s' * (count != 1)}" \
+            if count else obj.get_last_scan_status_display()
+
+    @admin.display(description="last scan errors")
+    def scan_errors(self, obj):
+        """One line per error: where (path:line) and why; escaped, whatever a repository put
+        in its file names."""
+        errors = obj.last_scan_errors or []
+        if not errors:
+            return "none"
+        return format_html("<ul>{}</ul>", format_html_join(
+            "", "<li><code>{}</code> {}</li>",
+            ((f"{e.get('manifest') or '(repository)'}"
+              f"{':' + str(e['line']) if e.get('line') else ''}", e.get("reason", ""))
+             for e in errors)))
 
     @admin.display(description="open APVs")
     def open_apvs(self, obj):
@@ -35,11 +61,13 @@ class ProjectAdmin(admin.ModelAdmin):
             except ApplicationError as exc:
                 self.message_user(request, f"{project.name}: {exc.message}", messages.ERROR)
                 continue
+            skipped = f", {len(result.errors)} errors (see the project)" if result.errors else ""
             self.message_user(
                 request,
                 f"{project.name}: {result.dependencies} dependencies, "
-                f"{len(result.apvs.created)} new APVs, {len(result.apvs.resolved)} resolved",
-                messages.SUCCESS,
+                f"{len(result.apvs.created)} new APVs, {len(result.apvs.resolved)} resolved"
+                f"{skipped}",
+                messages.WARNING if result.errors else messages.SUCCESS,
             )
 
 

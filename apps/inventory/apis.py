@@ -18,7 +18,8 @@ class ProjectOutput(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["id", "name", "path", "default_branch", "description", "last_scanned_at",
-                  "last_scanned_commit", "last_scan_errors", "created_at"]
+                  "last_scanned_commit", "last_scan_errors", "last_scan_status",
+                  "last_scan_attempted_at", "created_at"]
 
 
 class ProjectInput(serializers.Serializer):
@@ -58,6 +59,10 @@ class CanScan(DjangoModelPermissions):
 
 
 class ProjectScanApi(APIView):
+    """Scan now. Files, tree entries and lines the scan could not read are in ``errors``
+    (``status`` "partial"); when nothing could be read the answer is 422 ``scan_failed``
+    with the same errors in ``details.errors``. Either way they are kept on the project."""
+
     permission_classes = [IsAuthenticated, CanScan]
     queryset = Project.objects.all()
 
@@ -69,6 +74,7 @@ class ProjectScanApi(APIView):
             "dependencies": serializers.IntegerField(), "pinned": serializers.IntegerField(),
             "errors": serializers.ListField(child=serializers.DictField()),
             "apvs": serializers.DictField(child=serializers.IntegerField()),
+            "status": serializers.ChoiceField(choices=["ok", "partial"]),
         }),
     )
     def post(self, request, pk: int):
@@ -77,7 +83,7 @@ class ProjectScanApi(APIView):
         return Response({
             "project": project.name, "commit": result.commit, "manifests": result.manifests,
             "dependencies": result.dependencies, "pinned": result.pinned,
-            "errors": result.errors,
+            "errors": result.errors, "status": result.status,
             "apvs": {"created": len(result.apvs.created), "updated": len(result.apvs.updated),
                      "unchanged": len(result.apvs.unchanged),
                      "resolved": len(result.apvs.resolved)},

@@ -8,6 +8,14 @@ from django.db import models
 from apps.core.models import TimeStampedModel
 
 
+class ScanStatus(models.TextChoices):
+    """How the last scan attempt ended (docs/apv.md, "Hostile repositories")."""
+
+    OK = "ok", "ok"
+    PARTIAL = "partial", "partial (see errors)"
+    FAILED = "failed", "failed (nothing scanned)"
+
+
 class Project(TimeStampedModel):
     name = models.CharField(max_length=200, unique=True)
     path = models.CharField(max_length=1000, help_text="path of the git working copy")
@@ -25,8 +33,12 @@ class Project(TimeStampedModel):
     service_ready_path = models.CharField(max_length=300, blank=True, default="/health")
     #: The project's test command, run on the patched code as the regression phase.
     test_command = models.CharField(max_length=1000, blank=True)
-    #: Lines that could not be parsed in the last scan: [{manifest, line, reason}]
+    #: What the last scan attempt could not read: [{manifest, line, reason, stage}], stage
+    #: "repository" (nothing scanned), "tree" (an entry not exported) or "manifest".
     last_scan_errors = models.JSONField(default=list, blank=True)
+    #: The last scan attempt, successful or not (``last_scanned_at``: the last one that ran).
+    last_scan_status = models.CharField(max_length=20, choices=ScanStatus.choices, blank=True)
+    last_scan_attempted_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="+",

@@ -6,14 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from apps.advisories.selectors import AffectedIndex
 from apps.inventory.errors import ProjectInvalid, ScanFailed
-from apps.inventory.git import GitError, check_working_copy, exported_tree
-from apps.inventory.manifests import ParsedDependency, parse_project
-from apps.inventory.models import Dependency, Project
+from apps.inventory.git import GitError, SkippedEntry, check_working_copy, exported_tree
+from apps.inventory.manifests import ParsedDependency, ParsedManifest, parse_project
+from apps.inventory.manifests.records import ScanLimits
+from apps.inventory.models import Dependency, Project, ScanStatus
 from apps.reviews.services import Exposure, SyncResult, apvs_sync_for_project
 
 log = structlog.get_logger(__name__)
@@ -48,14 +50,83 @@ class ScanResult:
     pinned: int
     errors: list[dict] = field(default_factory=list)
     apvs: SyncResult | None = None
+    status: str = ScanStatus.OK
+
+
+#: Errors kept on the project and returned by a scan; past it they are counted.
+MAX_STORED_ERRORS = 500
+#: Longest reason and path kept per error (a manifest can put anything in a name).
+_MAX_REASON = 500
+_MAX_PATH = 1000
+
+
+def scan_limits() -> ScanLimits:
+    return ScanLimits(
+        max_manifest_bytes=settings.SCAN_MAX_MANIFEST_BYTES,
+        max_dependencies=settings.SCAN_MAX_DEPENDENCIES,
+        max_project_dependencies=settings.SCAN_MAX_PROJECT_DEPENDENCIES,
+        max_manifests=settings.SCAN_MAX_MANIFESTS,
+    )
+
+
+def _storable(text: str) -> bool:
+    """PostgreSQL text and jsonb refuse NUL, and UTF-8 cannot encode a lone surrogate (JSON's
+    ``"\\ud800"`` escape gives one)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str, limit: int) -> str:
+    """Text safe to store and show: control characters and lone surrogates escaped, cut."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def scan_error(reason: str, *, path: str = "", line: int | None = None,
+               stage: str = "manifest") -> dict:
+    """One entry of ``last_scan_errors`` (and of the scan API's ``errors``)."""
+    return {"manifest": _printable(path, _MAX_PATH), "line": line,
+            "reason": _printable(reason, _MAX_REASON), "stage": stage}
+
+
+def _capped(errors: list[dict]) -> list[dict]:
+    if len(errors) <= MAX_STORED_ERRORS:
+        return errors
+    more = len(errors) - (MAX_STORED_ERRORS - 1)
+    return [*errors[:MAX_STORED_ERRORS - 1],
+            scan_error(f"{more:,} more errors not stored", stage="scan")]
+
+
+def _unstorable(dep: ParsedDependency) -> str | None:
+    """Why a parsed dependency cannot be stored as a row, or None."""
+    for label, value, limit in (("name", dep.name, 300), ("name", dep.normalised_name, 300),
+                                ("version", dep.version or "", 200),
+                                ("manifest path", dep.manifest_path, 1000)):
+        if len(value) > limit:
+            return f"{label} longer than {limit} characters"
+        if not _storable(value):
+            return f"{label} contains a NUL byte or invalid text"
+    for value in (dep.specifier, dep.marker, *dep.extras, *dep.hashes):
+        if not isinstance(value, str) or not _storable(value):
+            return "specifier, marker, extras or hashes contain a NUL byte or invalid text"
+    return None
 
 
 def _dependency_key(dep: ParsedDependency) -> tuple[str, str, str, str]:
     return (dep.manifest_path, dep.ecosystem, dep.normalised_name, dep.version or "")
 
 
-def _dependencies_sync(project: Project, parsed: list[ParsedDependency]) -> list[Dependency]:
-    """Upsert this scan's dependencies; those it no longer finds are marked not present."""
+def _dependencies_sync(project: Project, parsed: list[ParsedDependency],
+                       unread: frozenset[str] = frozenset()) -> list[Dependency]:
+    """Upsert this scan's dependencies; those it no longer finds are marked not present,
+    except in the manifests it could not read (``unread``): those keep their rows, and the
+    present ones count as found (an unreadable file is no evidence of a removed pin)."""
     now = timezone.now()
     existing = {
         (d.manifest_path, d.ecosystem, d.normalised_name, d.version): d
@@ -92,9 +163,12 @@ def _dependencies_sync(project: Project, parsed: list[ParsedDependency]) -> list
     Dependency.objects.bulk_update(
         to_update, fields=["name", "specifier", "line", "direct", "extras", "marker", "hashes",
                            "present", "updated_at"], batch_size=500)
-    gone = [row.pk for key, row in existing.items() if key not in current and row.present]
+    kept = [row for key, row in existing.items()
+            if key not in current and row.present and key[0] in unread]
+    gone = [row.pk for key, row in existing.items()
+            if key not in current and row.present and key[0] not in unread]
     Dependency.objects.filter(pk__in=gone).update(present=False, updated_at=now)
-    return list(current.values())
+    return [*current.values(), *kept]
 
 
 def exposures_for(dependencies: list[Dependency]) -> list[Exposure]:
@@ -108,32 +182,83 @@ def exposures_for(dependencies: list[Dependency]) -> list[Exposure]:
     ]
 
 
+def _record_failure(project: Project, attempted_at, reason: str) -> None:
+    project.last_scan_status = ScanStatus.FAILED
+    project.last_scan_attempted_at = attempted_at
+    project.last_scan_errors = [scan_error(reason, stage="repository")]
+    project.save(update_fields=["last_scan_status", "last_scan_attempted_at",
+                                "last_scan_errors", "updated_at"])
+
+
+def _manifest_errors(manifests: list[ParsedManifest]) -> list[dict]:
+    return [scan_error(e.reason, path=e.manifest_path, line=e.line)
+            for manifest in manifests for e in manifest.errors]
+
+
+def _tree_errors(skipped: list[SkippedEntry]) -> list[dict]:
+    return [scan_error(f"not scanned: {entry.reason}", path=entry.path, stage="tree")
+            for entry in skipped]
+
+
+def _storable_dependencies(manifests: list[ParsedManifest],
+                           errors: list[dict]) -> list[ParsedDependency]:
+    parsed = []
+    for dep in (dep for manifest in manifests for dep in manifest.dependencies):
+        reason = _unstorable(dep)
+        if reason is None:
+            parsed.append(dep)
+        else:
+            errors.append(scan_error(f"dependency skipped: {reason}", path=dep.manifest_path,
+                                     line=dep.line))
+    return parsed
+
+
 def project_scan(*, project: Project) -> ScanResult:
-    """Parse the default branch's manifests, refresh dependencies, raise/resolve APVs."""
+    """Parse the default branch's manifests, refresh dependencies, raise/resolve APVs.
+
+    Whatever the repository holds, the outcome is recorded on the project: entries and
+    manifests it could not read are listed in ``last_scan_errors`` and the rest is scanned
+    (status ``partial``); when nothing can be read (not a repository, no branch, git refuses
+    the tree, a tree over SCAN_MAX_TREE_ENTRIES) the status is ``failed`` and ScanFailed is
+    raised, with dependencies and APVs left as the last scan left them.
+    """
+    attempted_at = timezone.now()
+    skipped: list[SkippedEntry] = []
     try:
         commit = check_working_copy(project.path, project.default_branch)
-        with exported_tree(project.path, commit) as tree:
-            manifests = parse_project(tree)
-    except GitError as exc:
-        raise ScanFailed(f"Cannot read {project.name}: {exc}",
-                         details={"project": project.name}) from exc
-    parsed = [dep for manifest in manifests for dep in manifest.dependencies]
-    errors = [
-        {"manifest": e.manifest_path, "line": e.line, "reason": e.reason}
-        for manifest in manifests for e in manifest.errors
-    ]
+        with exported_tree(project.path, commit, skipped=skipped,
+                           max_entries=settings.SCAN_MAX_TREE_ENTRIES,
+                           max_file_bytes=settings.SCAN_MAX_MANIFEST_BYTES) as tree:
+            manifests = parse_project(tree, scan_limits())
+    except Exception as exc:
+        if isinstance(exc, GitError):
+            reason = f"Cannot read {project.name}: {exc}"
+        else:  # a full disk, a bug: still recorded, and still no 500
+            log.exception("project.scan_crashed", project=project.name)
+            reason = f"Cannot scan {project.name}: internal error ({exc.__class__.__name__})"
+        _record_failure(project, attempted_at, reason)
+        raise ScanFailed(reason, details={"project": project.name,
+                                          "errors": project.last_scan_errors}) from exc
+    errors = _tree_errors(skipped) + _manifest_errors(manifests)
+    parsed = _storable_dependencies(manifests, errors)
+    unread = frozenset(path for manifest in manifests for path in manifest.unread)
+    errors = _capped(errors)
+    status = ScanStatus.PARTIAL if errors else ScanStatus.OK
     with transaction.atomic():
-        dependencies = _dependencies_sync(project, parsed)
+        dependencies = _dependencies_sync(project, parsed, unread)
         apvs = apvs_sync_for_project(project=project, exposures=exposures_for(dependencies))
         project.last_scanned_at = timezone.now()
         project.last_scanned_commit = commit
-        project.last_scan_errors = errors[:500]
+        project.last_scan_errors = errors
+        project.last_scan_status = status
+        project.last_scan_attempted_at = attempted_at
         project.save(update_fields=["last_scanned_at", "last_scanned_commit",
-                                    "last_scan_errors", "updated_at"])
+                                    "last_scan_errors", "last_scan_status",
+                                    "last_scan_attempted_at", "updated_at"])
     log.info("project.scanned", project=project.name, commit=commit[:12],
-             dependencies=len(dependencies), errors=len(errors))
+             dependencies=len(dependencies), errors=len(errors), status=status)
     return ScanResult(
         project=project, commit=commit, manifests=[m.path for m in manifests],
         dependencies=len(dependencies), pinned=sum(1 for d in dependencies if d.version),
-        errors=errors, apvs=apvs,
+        errors=errors, apvs=apvs, status=status,
     )

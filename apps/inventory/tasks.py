@@ -1,4 +1,5 @@
 from apps.core.instrumentation import instrumented_task
+from apps.inventory.errors import ScanFailed
 from apps.inventory.models import Project
 from apps.inventory.services import project_scan
 
@@ -9,9 +10,12 @@ def scan_project(project_id: int) -> dict:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return {"skipped": f"project {project_id} no longer exists"}
-    result = project_scan(project=project)
+    try:
+        result = project_scan(project=project)
+    except ScanFailed as exc:  # recorded on the project; retrying would fail the same way
+        return {"project": project.name, "failed": exc.message}
     return {"project": project.name, "created": len(result.apvs.created),
-            "resolved": len(result.apvs.resolved)}
+            "resolved": len(result.apvs.resolved), "status": result.status}
 
 
 @instrumented_task(name="inventory.rescan_all")

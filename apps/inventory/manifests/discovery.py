@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+from .records import ManifestTooLarge, read_text
+
 REQUIREMENTS = "requirements"
 POETRY_LOCK = "poetry.lock"
 PIPFILE_LOCK = "Pipfile.lock"
@@ -71,8 +73,10 @@ def is_cyclonedx_json(path: Path) -> bool:
                 return True
             if len(head) < _SNIFF_BYTES and b"bomFormat" not in head:
                 return False
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError):
+        data = json.loads(read_text(path))
+    except ManifestTooLarge:
+        return True  # so the scan reports it as too large rather than ignoring it
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and data.get("bomFormat") == "CycloneDX"
 

@@ -56,7 +56,7 @@ def _declared(entry: Any) -> set[str]:
 def _package_json_names(path: Path) -> set[str] | None:
     try:
         return _declared(json.loads(read_text(path)))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
 
 

@@ -26,8 +26,9 @@ from packaging.utils import (
 )
 
 # pip: a comment starts at "#" at the beginning of a line or after whitespace,
-# so "pkg#egg" style URL fragments are not comments.
-_COMMENT = re.compile(r"(^|\s+)#.*$")
+# so "pkg#egg" style URL fragments are not comments. pip writes this as the regular
+# expression ``(^|\s+)#.*$``, whose search is quadratic in a run of spaces (32,000 spaces
+# took 18 s): :func:`strip_comment` applies the same rule in one pass.
 # Only used to *recognise* a URL (scheme://), never to parse a requirement.
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _ARCHIVE_SUFFIXES = (
@@ -57,7 +58,7 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
     parts: list[str] = []
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
-        is_comment = bool(_COMMENT.match(line))
+        is_comment = line.lstrip().startswith("#")
         if not line.endswith("\\") or is_comment:
             if is_comment:
                 line = " " + line  # so the comment rule still matches once joined
@@ -75,8 +76,18 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
         yield from _clean(start or 1, "".join(parts))
 
 
+def strip_comment(line: str) -> str:
+    """``line`` without its comment: from the first "#" at the start or after whitespace."""
+    at = line.find("#")
+    while at != -1:
+        if at == 0 or line[at - 1].isspace():
+            return line[:at]
+        at = line.find("#", at + 1)
+    return line
+
+
 def _clean(number: int, line: str) -> Iterator[tuple[int, str]]:
-    line = _COMMENT.sub("", line).strip()
+    line = strip_comment(line).strip()
     if line:
         yield number, line
 

@@ -19,7 +19,15 @@ from .discovery import (
 from .npm import parse_package_lock
 from .pyproject import parse_pyproject
 from .python_locks import parse_pipfile_lock, parse_poetry_lock, parse_uv_lock
-from .records import ManifestError, ParsedManifest, relative_posix
+from .records import (
+    ManifestError,
+    ParsedManifest,
+    ScanLimits,
+    limits,
+    relative_posix,
+    scan_limits,
+    too_many_dependencies,
+)
 from .requirements import parse_requirements, parse_requirements_tree
 from .sbom import parse_cyclonedx
 
@@ -65,14 +73,44 @@ def parse_manifest(root: Path, path: Path) -> ParsedManifest:
         return ParsedManifest(rel, "unknown", [], [
             ManifestError(rel, None, "not a recognised dependency manifest")])
     try:
-        return PARSERS[kind](root, path)
+        return _within_limits(PARSERS[kind](root, path))
     except Exception as exc:  # a parser bug must not abort the whole scan
         return ParsedManifest(rel, kind, [], [
-            ManifestError(rel, None, f"internal error while parsing: {exc!r}")])
+            ManifestError(rel, None, f"internal error while parsing: {exc!r}")],
+            unread=(rel,))
 
 
-def parse_project(root: Path) -> list[ParsedManifest]:
-    """Discover and parse every manifest under ``root``, in discovery order.
+def _within_limits(manifest: ParsedManifest) -> ParsedManifest:
+    """Apply the per-manifest caps to a parser's result (the JSON and TOML parsers hold the
+    whole document anyway; the requirements parser stops early by itself)."""
+    caps = limits()
+    if len(manifest.dependencies) > caps.max_dependencies:
+        return too_many_dependencies(manifest.path, manifest.kind,
+                                     f"{len(manifest.dependencies):,}")
+    if len(manifest.errors) > caps.max_errors + 1:
+        unlisted = len(manifest.errors) - caps.max_errors
+        return ParsedManifest(manifest.path, manifest.kind, manifest.dependencies, [
+            *manifest.errors[:caps.max_errors],
+            ManifestError(manifest.path, None, f"{unlisted:,} more errors not listed")],
+            manifest.unread)
+    return manifest
+
+
+def _over_project_cap(manifest: ParsedManifest, total: int) -> ParsedManifest:
+    cap = limits().max_project_dependencies
+    return ParsedManifest(manifest.path, manifest.kind, [], [ManifestError(
+        manifest.path, None,
+        f"{len(manifest.dependencies):,} more dependencies would pass the project's cap of "
+        f"{cap:,} ({total:,} already found; SCAN_MAX_PROJECT_DEPENDENCIES); manifest skipped")],
+        unread=tuple(sorted({manifest.path, *manifest.unread,
+                             *(d.manifest_path for d in manifest.dependencies)})))
+
+
+def parse_project(root: Path, caps: ScanLimits | None = None) -> list[ParsedManifest]:
+    """Discover and parse every manifest under ``root``, in discovery order, within ``caps``
+    (default :class:`ScanLimits`): past ``max_manifests`` manifests, and from the manifest
+    that would take the project past ``max_project_dependencies``, manifests are skipped
+    with an error each (and their previous dependencies kept by the scan).
 
     A requirements file read through another discovered requirements file's
     ``-r``/``-c`` is not reported again on its own (its dependencies already
@@ -80,8 +118,15 @@ def parse_project(root: Path) -> list[ParsedManifest]:
     only include each other in a cycle are reported once, from the first, and a
     symlink to a requirements file already reported is not reported again.
     """
-    root = Path(root)
+    with scan_limits(caps or limits()):
+        return _parse_project(Path(root))
+
+
+def _parse_project(root: Path) -> list[ParsedManifest]:
+    caps = limits()
     paths = discover(root)
+    over = paths[caps.max_manifests:]
+    paths = paths[:caps.max_manifests]
     trees: dict[Path, tuple[ParsedManifest, frozenset[Path]]] = {}
     for path in paths:
         if _kind_for(root, path) == REQUIREMENTS:
@@ -104,10 +149,23 @@ def parse_project(root: Path) -> list[ParsedManifest]:
             pending[path] = manifest
             covered |= included | {resolved}
     results: list[ParsedManifest] = []
+    total = 0
     for path in paths:
         if path in trees:
-            if path in pending:
-                results.append(pending[path])
+            if path not in pending:
+                continue
+            manifest = _within_limits(pending[path])
         else:
-            results.append(parse_manifest(root, path))
+            manifest = parse_manifest(root, path)
+        if total + len(manifest.dependencies) > caps.max_project_dependencies:
+            manifest = _over_project_cap(manifest, total)
+        total += len(manifest.dependencies)
+        results.append(manifest)
+    for path in over:
+        if path.resolve() in pulled_in:
+            continue  # already read through an include of a manifest within the cap
+        rel = relative_posix(root, path)
+        results.append(ParsedManifest(rel, _kind_for(root, path) or "unknown", [], [ManifestError(
+            rel, None, f"more than {caps.max_manifests:,} manifests in the project "
+                       f"(SCAN_MAX_MANIFESTS); not read")], unread=(rel,)))
     return results

@@ -46,9 +46,11 @@ def load_toml(root: Path, path: Path, kind: str) -> tuple[str, dict[str, Any]] |
         return unreadable(root, path, kind, exc)
     try:
         return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         rel = relative_posix(root, path)
-        return ParsedManifest(rel, kind, [], [ManifestError(rel, None, f"invalid TOML: {exc}")])
+        reason = exc if isinstance(exc, tomllib.TOMLDecodeError) else "nested too deep"
+        return ParsedManifest(rel, kind, [], [ManifestError(rel, None, f"invalid TOML: {reason}")],
+                              unread=(rel,))
 
 
 def _table(data: Any, *keys: str) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def _sibling_toml(path: Path) -> dict[str, Any] | None:
     """A TOML file next to a lock, or None when absent or unreadable."""
     try:
         return tomllib.loads(read_text(path))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
         return None
 
 

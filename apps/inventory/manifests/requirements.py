@@ -26,6 +26,10 @@ Choices made here:
   configure pip rather than the dependency set and are ignored.
 * ``${VAR}`` environment references are left unexpanded: results must not
   depend on the environment of the worker that parses them.
+* Bounded (:class:`~.records.ScanLimits`): each file read is refused over the size cap, a
+  logical line over ``max_line_chars`` is reported and skipped, the parse stops as soon as
+  the tree passes ``max_dependencies`` (the whole manifest is then skipped), and past
+  ``max_errors`` errors are counted, not kept.
 """
 
 from __future__ import annotations
@@ -50,9 +54,12 @@ from .records import (
     ManifestError,
     ParsedDependency,
     ParsedManifest,
+    TooManyDependencies,
+    limits,
     normalise_name,
     read_text,
     relative_posix,
+    too_many_dependencies,
 )
 
 
@@ -66,8 +73,14 @@ class _Walker:
         self.errors: list[ManifestError] = []
         self.active: list[Path] = []  # files currently being read, to detect cycles
         self.seen: set[Path] = set()  # files already read in this parse
+        self.unread: list[str] = []  # files of this tree that could not be read
+        self.limits = limits()
+        self.unlisted = 0  # errors past limits.max_errors, counted only
 
     def error(self, rel: str, line: int | None, reason: str) -> None:
+        if len(self.errors) >= self.limits.max_errors:
+            self.unlisted += 1
+            return
         self.errors.append(ManifestError(rel, line, reason))
 
     def walk(self, path: Path, constraint: bool) -> None:
@@ -76,12 +89,21 @@ class _Walker:
         self.seen.add(resolved)
         try:
             text = read_text(resolved)
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            self.unread.append(rel)
+            self.error(rel, None, f"not UTF-8 text (byte {exc.start}: {exc.reason})")
+            return
+        except OSError as exc:
+            self.unread.append(rel)
             self.error(rel, None, f"cannot read file: {exc}")
             return
         self.active.append(resolved)
         try:
             for number, line in logical_lines(text):
+                if len(line) > self.limits.max_line_chars:
+                    self.error(rel, number, f"line of {len(line):,} characters, over "
+                                            f"{self.limits.max_line_chars:,}; skipped")
+                    continue
                 self._line(resolved, rel, number, line, constraint)
         finally:
             self.active.pop()
@@ -125,6 +147,8 @@ class _Walker:
             self.requirements.append(dep)
         elif dep.version is not None:
             self.constraints.append(dep)
+        if len(self.requirements) + len(self.constraints) > self.limits.max_dependencies:
+            raise TooManyDependencies
 
     def _requirement(self, rel: str, number: int, text: str,
                      hashes: tuple[str, ...], constraint: bool) -> None:
@@ -176,13 +200,25 @@ def parse_requirements_tree(root: Path, path: Path) -> tuple[ParsedManifest, fro
     so :func:`parse_project` can avoid parsing them again on their own.
     """
     walker = _Walker(root)
-    walker.walk(Path(path), constraint=False)
     resolved = Path(path).resolve()
+    rel = relative_posix(walker.root, resolved)
+    try:
+        walker.walk(Path(path), constraint=False)
+    except TooManyDependencies:
+        manifest = too_many_dependencies(
+            rel, REQUIREMENTS, f"more than {walker.limits.max_dependencies:,}")
+        read = tuple(relative_posix(walker.root, p) for p in sorted(walker.seen))
+        return (ParsedManifest(manifest.path, REQUIREMENTS, [], manifest.errors, unread=read),
+                frozenset(walker.seen - {resolved}))
+    errors = walker.errors
+    if walker.unlisted:
+        errors = [*errors, ManifestError(rel, None, f"{walker.unlisted:,} more errors not listed")]
     manifest = ParsedManifest(
-        path=relative_posix(walker.root, resolved),
+        path=rel,
         kind=REQUIREMENTS,
         dependencies=walker.dependencies(),
-        errors=walker.errors,
+        errors=errors,
+        unread=tuple(walker.unread),
     )
     return manifest, frozenset(walker.seen - {resolved})
 
