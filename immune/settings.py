@@ -14,6 +14,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from immune.env import (
@@ -70,6 +71,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "channels",
     "django_prometheus",
     "apps.core",
@@ -86,7 +88,13 @@ MIDDLEWARE = [
     # django-prometheus wants its before/after middleware first and last.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    # The client's address from X-Forwarded-For of TRUSTED_PROXIES only (apps/core/proxies.py).
+    "apps.core.proxies.TrustedProxyMiddleware",
+    # NUL or broken UTF-8 in path or query: 400; a body over API_MAX_BODY_BYTES: 413 unread.
+    "apps.core.guards.RequestGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response (django-csp; CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -102,7 +110,8 @@ MIDDLEWARE = [
 
 if IS_PRODUCTION:
     # Static files from the web process itself (collected, hashed, compressed).
-    MIDDLEWARE.insert(3, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                      "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "immune.urls"
 WSGI_APPLICATION = "immune.wsgi.application"
@@ -242,6 +251,16 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
+    # JSON without control characters, read up to API_MAX_BODY_BYTES (apps/core/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Throttles key on REMOTE_ADDR alone, which TrustedProxyMiddleware (and uvicorn, given
+    # the same TRUSTED_PROXIES) set from X-Forwarded-For only for a trusted proxy; DRF's
+    # default (None) would key on the whole X-Forwarded-For a client sends.
+    "NUM_PROXIES": 0,
     "DEFAULT_THROTTLE_CLASSES": [
         # DRF's, failing open with a log line while the cache is down (issue 12).
         "apps.core.throttling.UserRateThrottle",
@@ -258,16 +277,23 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Adaptive Immune System: advisories, projects, APVs, patches, decisions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs need a login like the rest of the API (issue 13).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # A scan's "status" (ok/partial) beside the APV and patch states of the same field name.
+    "ENUM_NAME_OVERRIDES": {"ScanResultStatusEnum": [("ok", "ok"), ("partial", "partial")],
+                            "APVStatusEnum": "apps.reviews.models.APVStatus"},
 }
 
 # django-ratelimit guards the login forms; it needs a cache shared by all processes,
 # which the local-memory default is not (fine on one process, hence silenced there).
 RATELIMIT_USE_CACHE = "default"
 RATELIMIT_VIEW = "apps.core.views.ratelimited"
+#: The client address by TRUSTED_PROXIES, as the throttles and the audit trail see it.
+RATELIMIT_IP_META_KEY = "apps.core.proxies.ratelimit_ip"
 #: With the cache down, login attempts are not counted rather than every login refused.
 RATELIMIT_FAIL_OPEN = True
 LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10/m")
@@ -303,6 +329,33 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
+#: Largest request body accepted (bytes); a bigger declared Content-Length is refused with
+#: 413 before the body is read (apps/core/guards.py), and Django's own form limit follows.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+#: Proxies (addresses or CIDR networks, comma-separated; "*" trusts every peer) whose
+#: X-Forwarded-For is believed. Empty, the default: none, and the client address is the
+#: peer's. The same variable is uvicorn's FORWARDED_ALLOW_IPS (docs/configuration.md), so
+#: the server, the rate limits and the audit trail agree on who the client is.
+TRUSTED_PROXIES = env.list("FORWARDED_ALLOW_IPS", default=[])
+#: Content-Security-Policy (django-csp): scripts only from our own origin, no inline script
+#: anywhere (the console's, the admin's, Swagger UI's and ReDoc's come from static files).
+#: Inline styles stay allowed: the admin, the console's severity badges and ReDoc set them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],  # ReDoc renders in a worker built from a blob
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 if IS_PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)

@@ -1,6 +1,12 @@
+from csp.decorators import csp_update
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 
 from apps.core import views as core_views
 
@@ -28,9 +34,16 @@ urlpatterns = [
     path("admin/login/", core_views.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
+    # Authentication on everything but health (docs/configuration.md, "Security"): the
+    # schema takes a token or a session (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]), the
+    # docs pages send a browser without a session to the login form. Swagger UI's start-up
+    # script is a file of its own (the split view), as the Content-Security-Policy needs.
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="schema")),
+         name="swagger-ui"),
+    # ReDoc's "powered by" logo is the one asset it loads from its own CDN.
+    path("api/redoc/", login_required(csp_update({"img-src": ["https://cdn.redoc.ly"]})(
+        SpectacularRedocView.as_view(url_name="schema"))), name="redoc"),
     path("", include("apps.core.urls")),
 ]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django_ratelimit.exceptions import Ratelimited
@@ -17,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.core.errors import ApplicationError
+from apps.core.parsers import RequestTooLarge
 from apps.core.unavailable import is_unavailable, unavailable_response
 
 log = structlog.get_logger(__name__)
@@ -29,6 +31,10 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        # Django's DATA_UPLOAD_MAX_MEMORY_SIZE (= API_MAX_BODY_BYTES), met reading a form body.
+        exc = RequestTooLarge(f"The request body is larger than {settings.API_MAX_BODY_BYTES} "
+                              "bytes.")
     if isinstance(exc, Ratelimited):
         from apps.core.views import login_retry_after
 
@@ -64,5 +70,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         details = {}
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             details = {"retry_after_seconds": int(exc.wait)}
+        if code == "request_too_large":
+            details = {"max_bytes": settings.API_MAX_BODY_BYTES}
     response.data = error_body(code, message, details)
     return response

@@ -19,7 +19,8 @@ def test_schema_builds_without_warnings_and_validates(tmp_path):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/", "/api/redoc/"])
-def test_api_docs_are_served_with_local_assets(client, path):
+def test_api_docs_are_served_with_local_assets(client, reviewer, path):
+    client.force_login(reviewer)  # behind login since issue 13 (tests/core/test_api_security.py)
     response = client.get(path)
     assert response.status_code == 200
     if path != "/api/schema/":
