@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "apps.wargaming",
     "apps.ml",
     "apps.ab_testing",
+    "apps.notifications",
 ]
 
 MIDDLEWARE = [
@@ -524,4 +525,50 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BEAT_SCHEDULE["wargaming-reap"] = {
     "task": "wargaming.reap", "schedule": timedelta(minutes=1), "options": {"expires": 55},
+}
+
+# --- Notifications (issue 15; docs/notifications.md) -----------------------------------------
+#: Django's email backend from one URL: smtp://user:password@host:587, smtp+tls://…,
+#: smtp+ssl://…, consolemail:// (the default: messages printed to the log stream).
+EMAIL_URL = env.str("EMAIL_URL", default="") or "consolemail://"
+_email = env.email_url_config(EMAIL_URL)
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+#: Seconds an SMTP connection or command may take.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+NOTIFY_EMAIL_FROM = env.str("NOTIFY_EMAIL_FROM", default="immune@localhost")
+#: Operator webhooks (http(s) only, comma-separated); they may embed tokens, so they are
+#: never logged or stored, only their host. NOTIFY_WEBHOOK_EVENTS narrows what they get
+#: ("all", a list of event names, or "none": only subscriptions choosing "webhook").
+NOTIFY_WEBHOOK_URLS = env.list("NOTIFY_WEBHOOK_URLS", default=[])
+NOTIFY_WEBHOOK_EVENTS = env.list("NOTIFY_WEBHOOK_EVENTS", default=["all"])
+NOTIFY_WEBHOOK_TIMEOUT_S = env.float("NOTIFY_WEBHOOK_TIMEOUT_S", default=10.0)
+#: Base URL of the console for links in messages (empty: no links).
+NOTIFY_BASE_URL = env.str("NOTIFY_BASE_URL", default="")
+#: Days before a risk acceptance expires that it is announced.
+NOTIFY_RISK_EXPIRY_DAYS = env.int("NOTIFY_RISK_EXPIRY_DAYS", default=7)
+#: Share of an APV's SLA window (first seen → SLA due) after which it is announced.
+NOTIFY_SLA_WARN_PERCENT = env.int("NOTIFY_SLA_WARN_PERCENT", default=80)
+#: Detection looks this far behind its last run for new APVs, verdicts and escalations
+#: (rows committed late by a long transaction); the unique constraint drops repeats.
+NOTIFY_DETECT_OVERLAP_MINUTES = env.int("NOTIFY_DETECT_OVERLAP_MINUTES", default=60)
+#: Sends enqueued per channel per detection pass; the rest wait for the next pass.
+NOTIFY_MAX_SENDS_PER_PASS = env.int("NOTIFY_MAX_SENDS_PER_PASS", default=100)
+#: Celery rate limit of the send task, per worker ("" for none).
+NOTIFY_TASK_RATE_LIMIT = env.str("NOTIFY_TASK_RATE_LIMIT", default="60/m") or None
+#: Retries of a failed send, with exponential backoff from NOTIFY_RETRY_BACKOFF_S (jittered)
+#: up to NOTIFY_RETRY_BACKOFF_MAX_S; then the delivery is ``failed``.
+NOTIFY_MAX_RETRIES = env.int("NOTIFY_MAX_RETRIES", default=5)
+NOTIFY_RETRY_BACKOFF_S = env.int("NOTIFY_RETRY_BACKOFF_S", default=30)
+NOTIFY_RETRY_BACKOFF_MAX_S = env.int("NOTIFY_RETRY_BACKOFF_MAX_S", default=600)
+#: A delivery still pending this long after its task was enqueued (the task was lost) is
+#: enqueued again; longer than the whole retry schedule.
+NOTIFY_REQUEUE_AFTER_S = env.int("NOTIFY_REQUEUE_AFTER_S", default=3600)
+CELERY_BEAT_SCHEDULE["notifications-detect"] = {
+    "task": "notifications.detect", "schedule": timedelta(minutes=1), "options": {"expires": 55},
 }
