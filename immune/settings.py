@@ -161,8 +161,15 @@ if "postgresql" in _db["ENGINE"]:
             "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=10.0),
         }
 else:
-    # Wait for a lock instead of failing at once when the worker and web write together.
-    _db.setdefault("OPTIONS", {}).setdefault("timeout", 20)
+    # Concurrent writers serialise instead of failing with "database is locked" (issue 13):
+    # every transaction takes the write lock when it begins (IMMEDIATE), so none is refused
+    # at once upgrading a read lock, and waits up to ``timeout`` s for it (the busy timeout);
+    # WAL lets reads go on beside the one writer. docs/configuration.md, "SQLite".
+    _sqlite = _db.setdefault("OPTIONS", {})
+    _sqlite.setdefault("timeout", 20)
+    _sqlite.setdefault("transaction_mode", "IMMEDIATE")
+    _sqlite.setdefault("init_command",
+                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -166,7 +166,7 @@ def uvicorn(env: dict[str, str], log_path: Path, *, workers: int = 1):
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait("uvicorn", lambda: request(base + "/health/live")[0] == 200, timeout=30,
+            _wait("uvicorn", lambda: request(base + "/health/live")[0] == 200, timeout=90,
                   process=server)
             yield base
         finally:

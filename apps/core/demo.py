@@ -13,14 +13,18 @@ Two projects, both git repositories under ``<data dir>/repos``:
   model with real runs.
 
 Re-running adds nothing: advisories, projects, patches and runs are found again, a model is
-only trained when there are new labels, and cached environments make wargames fast.
+only trained when there are new labels, and cached environments make wargames fast. A
+demo repository the database has no project for (a data folder kept, a new database) is
+made again from scratch: its branches and merges belong to the other database's patches.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.conf import settings
@@ -77,6 +81,8 @@ SERVICE_MANIFEST = """\
 # The demo service as released (its own pin), so scans see the advisories about its code.
 immune-demo-service==1.0.0
 """
+#: The subject of a demo repository's first commit: how a folder is recognised as one.
+FIRST_COMMIT = "Demo service with vulnerable pins"
 SERVICE_COMMAND = "python service/app.py --port {port}"
 SERVICE_TEST_COMMAND = "python -m unittest discover -s service -p test_app.py"
 
@@ -117,8 +123,52 @@ def ensure_demo_repository(path: Path, requirements: str = DEMO_REQUIREMENTS) ->
         (path / "service" / name).write_text((DEMO_SERVICE / name).read_text())
     (path / "service" / "requirements-release.txt").write_text(SERVICE_MANIFEST)
     _git(path, "add", "requirements.txt", "app.py", "service")
-    _git(path, "commit", "-q", "-m", "Demo service with vulnerable pins")
+    _git(path, "commit", "-q", "-m", FIRST_COMMIT)
     return path
+
+
+def recreate_demo_repository(path: Path, requirements: str = DEMO_REQUIREMENTS) -> Path:
+    """A new demo repository at ``path``, replacing one a previous demo left there.
+
+    Its ``immune/*`` branches and merges were made for patches of another database; kept,
+    the new database's first patch would collide with a branch of the same name. Only a
+    folder that is a demo repository (its first commit is the demo's) is removed.
+    """
+    if path.exists():
+        if not _is_demo_repository(path):
+            raise RuntimeError(f"{path} exists and is not a demo repository; move it away "
+                               "and run the demo again")
+        shutil.rmtree(path)
+    return ensure_demo_repository(path, requirements)
+
+
+def _is_demo_repository(path: Path) -> bool:
+    if not (path / ".git").is_dir():
+        return False
+    result = subprocess.run(
+        ["git", "-C", str(path), "log", "--max-parents=0", "--format=%s", "HEAD"],
+        capture_output=True, text=True, check=False)
+    return result.returncode == 0 and result.stdout.strip() == FIRST_COMMIT
+
+
+@contextlib.contextmanager
+def proposals_left_in_review() -> Iterator[None]:
+    """Proposals go straight to review while the demo builds its corpus.
+
+    WARGAME_AUTO (on in production) routes every proposal to a wargame as it is made: with
+    a broker, queued for a worker, its APVs in ``patch_proposed``/``validating`` until one
+    runs it. The corpus gives an APV two code patch revisions in a row (ineffective, then
+    effective), which a routed first revision refuses ("An APV changed while its patch was
+    being made"), and the demo wargames the corpus itself, each revision once
+    (``Demo.wargame_all``). So the demo, not WARGAME_AUTO, decides when its corpus is
+    wargamed, in every profile; ML-first still routes once a model is active (demo-shop).
+    """
+    previous = settings.WARGAME_AUTO
+    settings.WARGAME_AUTO = False
+    try:
+        yield
+    finally:
+        settings.WARGAME_AUTO = previous
 
 
 class Demo:
@@ -144,10 +194,13 @@ class Demo:
                    f"{report.unchanged} unchanged")
 
     def project(self, name: str, requirements: str, description: str) -> Project:
-        repo = ensure_demo_repository(Path(settings.IMMUNE_DATA_DIR) / "repos" / name,
-                                      requirements)
-        project = Project.objects.filter(name=name).first() or project_add(
-            name=name, path=str(repo), description=description)
+        path = Path(settings.IMMUNE_DATA_DIR) / "repos" / name
+        project = Project.objects.filter(name=name).first()
+        if project is None:
+            repo = recreate_demo_repository(path, requirements)
+            project = project_add(name=name, path=str(repo), description=description)
+        else:
+            repo = ensure_demo_repository(path, requirements)
         if not project.service_command:
             project.service_command = SERVICE_COMMAND
             project.service_ready_path = "/health"
@@ -296,10 +349,10 @@ def run_demo(*, say: Callable[[str], None], wargame: bool = True,
     demo = Demo(say=say, ab_rate=ab_rate)
     demo.advisories()
     corpus = demo.project("demo", DEMO_REQUIREMENTS, "Demo service with vulnerable pins")
+    with proposals_left_in_review():
+        demo.patches(corpus, with_bad_upgrades=wargame)
     if not wargame:
-        demo.patches(corpus, with_bad_upgrades=False)
         return demo.elapsed()
-    demo.patches(corpus)
     demo.wargame_all(corpus)
     demo.train()
     demo.ab_enable()

@@ -12,6 +12,8 @@ from apps.decisions.models import Decision, DecisionType
 from apps.decisions.selectors import decision_list
 from apps.decisions.services import decision_record
 
+MAX_IDEMPOTENCY_KEY = 200  # Decision.idempotency_key's length
+
 
 class DecisionInput(serializers.Serializer):
     decision = serializers.ChoiceField(choices=DecisionType.choices)
@@ -64,14 +66,22 @@ class APVDecisionsApi(ListAPIView):
         request=DecisionInput, responses={201: DecisionOutput, 200: DecisionOutput},
         parameters=[OpenApiParameter(
             "Idempotency-Key", str, OpenApiParameter.HEADER,
-            description="a retried POST with the same key returns the first result")],
+            description="at most 200 characters, per reviewer: requests with the same key "
+                        "and body decide once; the others (also concurrent ones, which wait "
+                        "for the first) get its response with Idempotent-Replayed: true. The "
+                        "same key with another body or APV is 422 idempotency_key_reused.")],
     )
     def post(self, request, code: str):
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > MAX_IDEMPOTENCY_KEY:
+            # Cut short, two keys would become one: refused instead.
+            raise serializers.ValidationError(
+                {"Idempotency-Key": f"at most {MAX_IDEMPOTENCY_KEY} characters"})
         data = DecisionInput(data=request.data)
         data.is_valid(raise_exception=True)
         result = decision_record(
             apv_code=code, reviewer=request.user, **data.validated_data,
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:200] or None,
+            idempotency_key=key or None,
             context=DecisionContext(client_ip=_client_ip(request),
                                     user_agent=request.headers.get("User-Agent", ""),
                                     via="api"),

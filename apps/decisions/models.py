@@ -44,6 +44,9 @@ class Decision(models.Model):
                                        help_text="from entering pending_review to this decision")
     # NULL, not "", when absent: the unique constraint must only bind requests with a key.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    #: SHA-256 of what the keyed request asked (APV and body): a key sent again with
+    #: another request is refused (422), not answered with this decision.
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-decided_at"]

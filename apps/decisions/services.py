@@ -6,21 +6,35 @@ others answer 409 and write nothing. The action (merge, branch deletion, pull re
 while the claim is held and its outcome is stored on the decision in the same transaction;
 a failed action (a merge conflict) leaves the APV where it was, with the failure recorded.
 Live events go out after commit.
+
+Idempotency (docs/patches-and-decisions.md): requests of one reviewer with one
+``Idempotency-Key`` run one at a time (a transaction-level advisory lock on the key on
+PostgreSQL; SQLite's transactions begin IMMEDIATE, holding its one write lock), so the
+first decides and the others, once it commits, replay its decision; the key is stored
+with a fingerprint of the request, and a key sent with another request is refused (422).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 from django.contrib.auth.models import Group
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.core.realtime import send_event_on_commit
 from apps.core.roles import LEADS
-from apps.decisions.errors import DecisionConflict, DecisionForbidden, DecisionInvalid
+from apps.decisions.errors import (
+    DecisionConflict,
+    DecisionForbidden,
+    DecisionInvalid,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+)
 from apps.decisions.events import DecisionContext, apv_snapshot, decision_audit_record
 from apps.decisions.models import Decision, DecisionType
 from apps.inventory.git import GitError
@@ -32,6 +46,12 @@ from apps.reviews.services.apvs import apv_payload, stats_push_on_commit
 log = structlog.get_logger(__name__)
 
 MIN_JUSTIFICATION = 10
+#: How long a request waits for the request first sent with its Idempotency-Key to finish
+#: (PostgreSQL; on SQLite the database's busy timeout bounds the wait).
+IDEMPOTENCY_WAIT_S = 30
+#: The first key of the advisory locks on Idempotency-Keys (the second is the key's hash).
+IDEMPOTENCY_LOCK_SPACE = 13_001
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
 
 #: Decisions that judge the patch (they apply to every APV the patch covers) ...
 PATCH_DECISIONS = {DecisionType.APPROVE, DecisionType.REJECT, DecisionType.MODIFY,
@@ -105,10 +125,51 @@ def _check_permission(user, apv: APV, decision: str) -> None:
         raise denial
 
 
-def _replay(reviewer, key: str | None) -> Decision | None:
-    if not key:
+def _fingerprint(**request) -> str:
+    """What a keyed request asked, hashed: the same key must come with the same request."""
+    canonical = json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay(reviewer, key: str, fingerprint: str) -> DecisionResult | None:
+    """The decision made first with ``key``, if any; refused if it answered another request.
+
+    Decisions stored before fingerprints existed (an empty one) are replayed unchecked."""
+    first = (Decision.objects.select_related("apv__project", "reviewer")
+             .filter(reviewer=reviewer, idempotency_key=key).first())
+    if first is None:
         return None
-    return Decision.objects.filter(reviewer=reviewer, idempotency_key=key).first()
+    if first.idempotency_fingerprint and first.idempotency_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request; send a new "
+            "key for a new decision.",
+            details={"idempotency_key": key, "apv": first.apv.code, "decision_id": first.pk})
+    return DecisionResult(first, replayed=True)
+
+
+def _hold_key(reviewer, key: str) -> None:
+    """Wait (bounded) until no other transaction holds this reviewer's key, then hold it
+    until this transaction ends. PostgreSQL: an advisory lock; SQLite needs none, its
+    transactions begin IMMEDIATE (settings), so one writer at a time already."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('lock_timeout')")
+        (previous,) = cursor.fetchone()
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)",
+                       [f"{IDEMPOTENCY_WAIT_S * 1000}ms"])
+        try:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                           [IDEMPOTENCY_LOCK_SPACE, f"{reviewer.pk}:{key}"])
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise  # the database itself failed: 503, like any other request
+            # lock_timeout: the request first sent with the key is still running
+            raise IdempotencyKeyInProgress(
+                f"A request with this Idempotency-Key is still being processed after "
+                f"{IDEMPOTENCY_WAIT_S} s; retry it later.",
+                details={"idempotency_key": key}) from exc
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
 
 
 def decision_record(
@@ -118,26 +179,39 @@ def decision_record(
     context: DecisionContext | None = None,
 ) -> DecisionResult:
     context = context or DecisionContext()
-    if (first := _replay(reviewer, idempotency_key)) is not None:
-        return DecisionResult(first, replayed=True)
+    key = idempotency_key or None
+    fingerprint = _fingerprint(
+        apv=apv_code, decision=decision, justification=justification, confidence=confidence,
+        modifications=modifications, patch_revision=patch_revision,
+        expires_at=expires_at.isoformat() if expires_at else None) if key else ""
+    if key and (first := _replay(reviewer, key, fingerprint)) is not None:
+        return first  # the key's request finished before this one came
     _validate(decision=decision, justification=justification, confidence=confidence,
               modifications=modifications, expires_at=expires_at)
     try:
-        return DecisionResult(_decide(
-            apv_code=apv_code, reviewer=reviewer, decision=decision,
-            justification=justification.strip(), confidence=confidence,
-            modifications=modifications.strip(), patch_revision=patch_revision,
-            expires_at=expires_at, idempotency_key=idempotency_key or None, context=context))
+        with transaction.atomic():
+            if key:
+                _hold_key(reviewer, key)
+                if (first := _replay(reviewer, key, fingerprint)) is not None:
+                    return first  # it ran while this one waited for the key
+            return DecisionResult(_decide(
+                apv_code=apv_code, reviewer=reviewer, decision=decision,
+                justification=justification.strip(), confidence=confidence,
+                modifications=modifications.strip(), patch_revision=patch_revision,
+                expires_at=expires_at, idempotency_key=key,
+                idempotency_fingerprint=fingerprint, context=context))
     except IntegrityError:
-        # The same Idempotency-Key raced itself: the other request's decision is the answer.
-        if (first := _replay(reviewer, idempotency_key)) is not None:
-            return DecisionResult(first, replayed=True)
+        # The key raced itself past the lock (a SQLite configured without IMMEDIATE
+        # transactions): the unique constraint kept one decision; it is the answer.
+        if key and (first := _replay(reviewer, key, fingerprint)) is not None:
+            return first
         raise
 
 
 @transaction.atomic
 def _decide(*, apv_code, reviewer, decision, justification, confidence, modifications,
-            patch_revision, expires_at, idempotency_key, context) -> Decision:
+            patch_revision, expires_at, idempotency_key, idempotency_fingerprint,
+            context) -> Decision:
     apv = (APV.objects.select_for_update(of=("self",))
            .select_related("project", "dependency", "advisory", "current_patch")
            .filter(code=apv_code).first())
@@ -182,7 +256,7 @@ def _decide(*, apv_code, reviewer, decision, justification, confidence, modifica
         status_before=status_before, status_after=status_after,
         review_seconds=(now - apv.pending_review_at).total_seconds()
         if apv.pending_review_at else None,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key, idempotency_fingerprint=idempotency_fingerprint,
     )
     snapshot["also_applied_to"] = [a.code for a in siblings] if not error else []
     decision_audit_record(decision=record, snapshot=snapshot, context=context)

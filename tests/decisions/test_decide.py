@@ -267,3 +267,12 @@ def test_admin_code_patch_form_reports_gits_message(proposed, admin_client):
     assert page.status_code == 200
     assert "nope.py" in page.content.decode()
     assert not Patch.objects.filter(strategy="code_patch", title="x").exists()
+
+
+def test_idempotency_key_longer_than_can_be_stored_is_400(proposed, reviewer):
+    """Cut to 200 characters, two keys would be one: refused instead."""
+    response = decide(client_for(reviewer), apv_of("pyyaml"), "approve",
+                      headers={"HTTP_IDEMPOTENCY_KEY": "k" * 201})
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()["error"]["details"]
+    assert not Decision.objects.exists()
