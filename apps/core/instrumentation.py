@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from celery import shared_task
+from celery import current_task, shared_task
 from prometheus_client import Counter, Histogram
 
 log = structlog.get_logger(__name__)
@@ -37,8 +37,10 @@ def instrumented_task(*, name: str, **celery_options: Any) -> Callable:
     def decorator(func: Callable) -> Any:
         @functools.wraps(func)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            task_id = None
-            if celery_options.get("bind") and args:
+            # The id of the execution running now, bound or not (issue 16: it was null in
+            # every line of a task without bind=True).
+            task_id = getattr(getattr(current_task, "request", None), "id", None)
+            if task_id is None and celery_options.get("bind") and args:
                 task_id = getattr(args[0].request, "id", None)
             started = time.perf_counter()
             with structlog.contextvars.bound_contextvars(task=name, task_id=task_id):

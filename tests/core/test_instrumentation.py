@@ -59,3 +59,32 @@ def test_task_log_lines_carry_the_task_name(capsys):
                  and r.msg.get("event") == "task.succeeded"]
     assert succeeded and succeeded[-1]["task"] == "tests.add"
     assert succeeded[-1]["task_id"]
+
+
+@instrumented_task(name="tests.log_inside")
+def log_inside() -> str:
+    import structlog
+
+    structlog.get_logger("tests.inside").info("tests.inside_the_task")
+    return "done"
+
+
+def test_every_log_line_of_a_task_without_bind_carries_its_id():
+    import logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep()
+    logging.getLogger().addHandler(handler)
+    try:
+        result = log_inside.delay()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [r.msg for r in records if isinstance(r.msg, dict)
+             and r.msg.get("event") in ("tests.inside_the_task", "task.succeeded")]
+    assert {line["event"] for line in lines} == {"tests.inside_the_task", "task.succeeded"}
+    assert {line["task_id"] for line in lines} == {result.id}
