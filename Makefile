@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint worker beat demo clean
+LOAD_STAMP := $(VENV)/.installed-load
+
+.PHONY: run test lint worker beat demo clean load
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +33,16 @@ worker: $(STAMP)
 
 beat: $(STAMP)
 	$(BIN)/celery -A immune beat -l info
+
+# The production server (uvicorn, requirements/prod.txt) beside the dev tools (Locust).
+$(LOAD_STAMP): $(STAMP) requirements/prod.txt
+	$(BIN)/python -m pip install --quiet -r requirements/prod.txt
+	touch $(LOAD_STAMP)
+
+# Production stack on loopback, seeded, under Locust (docs/performance.md, "Load testing").
+# Knobs: STRESS=1, LOAD_USERS, LOAD_DURATION, LOAD_CLASSES, LOAD_WAIT, LOAD_SPAWN_RATE, ...
+load: $(LOAD_STAMP)
+	STRESS="$(STRESS)" $(BIN)/python loadtests/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from apps.advisories.models import AdvisoryAlias
 from apps.reviews.models import APV, APVStatus, Patch
 
 
@@ -24,11 +25,15 @@ def apv_list(
         qs = qs.filter(dependency__normalised_name__in=[p.strip().lower().replace("_", "-")
                                                           for p in package.split(",")])
     if advisory:
-        qs = qs.filter(Q(advisory__osv_id=advisory) | Q(advisory__alias_rows__alias=advisory))
+        # A subquery, not a join on the alias rows: no duplicate rows, so no DISTINCT, which
+        # made PostgreSQL de-duplicate every matching row on all selected columns before
+        # taking a page (issue 12, docs/performance.md "Capacity under load").
+        aliased = AdvisoryAlias.objects.filter(alias=advisory).values("advisory_id")
+        qs = qs.filter(Q(advisory__osv_id=advisory) | Q(advisory_id__in=aliased))
     if overdue is not None:
         condition = Q(sla_due_at__lt=timezone.now()) & ~Q(status=APVStatus.RESOLVED)
         qs = qs.filter(condition) if overdue else qs.exclude(condition)
-    return qs.distinct()
+    return qs
 
 
 def apv_get(*, code: str) -> APV | None:
