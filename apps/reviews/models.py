@@ -79,7 +79,12 @@ class APV(TimeStampedModel):
                 fields=["project", "dependency", "advisory"], name="uniq_apv_exposure"
             )
         ]
-        indexes = [models.Index(fields=["status", "-priority", "sla_due_at"])]
+        indexes = [
+            models.Index(fields=["status", "-priority", "sla_due_at"]),
+            # The API list's default order with no status filter: a page is read off the
+            # index instead of joining and sorting every APV (issue 12, docs/performance.md).
+            models.Index(fields=["-priority", "sla_due_at"], name="apv_default_order"),
+        ]
 
     def __str__(self) -> str:
         return self.code

@@ -8,13 +8,21 @@ from django.utils import timezone
 from apps.advisories.models import AdvisoryAlias
 from apps.reviews.models import APV, APVStatus, Patch
 
+#: Advisory columns a list of APVs never shows; a detail that needs one loads it then.
+ADVISORY_BULK = ("advisory__raw", "advisory__details", "advisory__references",
+                 "advisory__severity_vectors", "advisory__content_hash",
+                 "advisory__source_path")
+
 
 def apv_list(
     *, project: str = "", status: str = "", severity: str = "", package: str = "",
     advisory: str = "", overdue: bool | None = None,
 ) -> QuerySet[APV]:
     """Filters take comma-separated values; everything a row shows is joined in one query."""
-    qs = APV.objects.select_related("project", "dependency", "advisory")
+    # The advisory's bulky columns (the whole OSV record, its text) are no row's business:
+    # loading and decoding them was most of a list page's cost (issue 12).
+    qs = (APV.objects.select_related("project", "dependency", "advisory")
+          .defer(*ADVISORY_BULK))
     if project:
         qs = qs.filter(project__name__in=project.split(","))
     if status:
