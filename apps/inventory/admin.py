@@ -1,19 +1,56 @@
+from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
 from apps.core.errors import ApplicationError
+from apps.inventory.manifests.globs import InvalidPattern, clean_patterns
 from apps.inventory.models import Dependency, Project
 from apps.inventory.services import project_add, project_scan
 
 
+class GlobListField(forms.CharField):
+    """A list of glob patterns edited as text, one pattern per line."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n".join(value)
+        return value
+
+    def to_python(self, value):
+        lines = (super().to_python(value) or "").splitlines()
+        try:
+            return clean_patterns(lines, field=self.label or "patterns")
+        except InvalidPattern as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+class ProjectForm(forms.ModelForm):
+    manifest_include = GlobListField(
+        required=False, label="include manifests",
+        help_text="one glob per line, on paths relative to the repository root; when set, "
+                  "only matching manifests are read (** spans folders)")
+    manifest_exclude = GlobListField(
+        required=False, label="exclude manifests",
+        help_text="one glob per line; matching manifests are never read, e.g. tests/**")
+
+    class Meta:
+        model = Project
+        fields = ["name", "path", "default_branch", "description", "manifest_include",
+                  "manifest_exclude"]
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectForm
     list_display = ["name", "path", "default_branch", "last_scanned_at", "last_scan",
                     "open_apvs"]
     list_filter = ["last_scan_status"]
     search_fields = ["name", "path"]
     actions = ["scan"]
-    fields = ["name", "path", "default_branch", "description", "last_scanned_at",
+    fields = ["name", "path", "default_branch", "description", "manifest_include",
+              "manifest_exclude", "last_scanned_at",
               "last_scanned_commit", "last_scan_status", "last_scan_attempted_at",
               "scan_errors"]
     readonly_fields = ["last_scanned_at", "last_scanned_commit", "last_scan_status",
@@ -50,7 +87,9 @@ class ProjectAdmin(admin.ModelAdmin):
             return
         # New projects go through the service, which checks the git working copy.
         project = project_add(name=obj.name, path=obj.path, default_branch=obj.default_branch,
-                              description=obj.description, created_by=request.user)
+                              description=obj.description, created_by=request.user,
+                              manifest_include=obj.manifest_include,
+                              manifest_exclude=obj.manifest_exclude)
         obj.pk = project.pk
 
     @admin.action(description="Scan selected projects", permissions=["change"])
@@ -62,6 +101,8 @@ class ProjectAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{project.name}: {exc.message}", messages.ERROR)
                 continue
             skipped = f", {len(result.errors)} errors (see the project)" if result.errors else ""
+            if result.excluded:
+                skipped += f", {len(result.excluded)} manifests excluded by its patterns"
             self.message_user(
                 request,
                 f"{project.name}: {result.dependencies} dependencies, "

@@ -1,4 +1,5 @@
-"""``/api/v1/projects/``: list, create (leads), detail, and ``POST …/{id}/scan/``."""
+"""``/api/v1/projects/``: list, create (leads), detail, update (``PATCH``, leads), and
+``POST …/{id}/scan/``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from rest_framework.permissions import DjangoModelPermissions, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.inventory.manifests.globs import MAX_PATTERN_CHARS, MAX_PATTERNS
 from apps.inventory.models import Project
-from apps.inventory.services import project_add, project_scan
+from apps.inventory.services import project_add, project_scan, project_update
 
 
 class ProjectOutput(serializers.ModelSerializer):
@@ -19,7 +21,21 @@ class ProjectOutput(serializers.ModelSerializer):
         model = Project
         fields = ["id", "name", "path", "default_branch", "description", "last_scanned_at",
                   "last_scanned_commit", "last_scan_errors", "last_scan_status",
-                  "last_scan_attempted_at", "created_at"]
+                  "last_scan_attempted_at", "manifest_include", "manifest_exclude",
+                  "created_at"]
+
+
+def _globs(help_text: str) -> serializers.ListField:
+    """A list of glob patterns; the service validates them (``..``, length, count)."""
+    return serializers.ListField(
+        child=serializers.CharField(max_length=MAX_PATTERN_CHARS, allow_blank=True,
+                                    trim_whitespace=True),
+        required=False, max_length=MAX_PATTERNS, help_text=help_text)
+
+
+_INCLUDE_HELP = ("glob patterns on manifest paths relative to the repository root; when set, "
+                 "only matching manifests are read (** spans folders)")
+_EXCLUDE_HELP = "glob patterns of manifests never read, e.g. tests/**"
 
 
 class ProjectInput(serializers.Serializer):
@@ -27,6 +43,14 @@ class ProjectInput(serializers.Serializer):
     path = serializers.CharField(max_length=1000)
     default_branch = serializers.CharField(max_length=200, default="main")
     description = serializers.CharField(required=False, allow_blank=True, default="")
+    manifest_include = _globs(_INCLUDE_HELP)
+    manifest_exclude = _globs(_EXCLUDE_HELP)
+
+
+class ProjectUpdateInput(serializers.Serializer):
+    description = serializers.CharField(required=False, allow_blank=True)
+    manifest_include = _globs(_INCLUDE_HELP)
+    manifest_exclude = _globs(_EXCLUDE_HELP)
 
 
 class ProjectListApi(ListAPIView):
@@ -47,8 +71,20 @@ class ProjectListApi(ListAPIView):
 
 
 class ProjectDetailApi(RetrieveAPIView):
+    """Everyone authenticated may read; ``PATCH`` (description, manifest include/exclude
+    patterns) needs ``inventory.change_project`` (leads)."""
+
     serializer_class = ProjectOutput
+    permission_classes = [IsAuthenticated, DjangoModelPermissions]
     queryset = Project.objects.all()
+
+    @extend_schema(request=ProjectUpdateInput, responses={200: ProjectOutput})
+    def patch(self, request, pk: int):
+        project = get_object_or_404(Project, pk=pk)
+        data = ProjectUpdateInput(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        project = project_update(project=project, **data.validated_data)
+        return Response(ProjectOutput(project).data)
 
 
 class CanScan(DjangoModelPermissions):
@@ -75,6 +111,9 @@ class ProjectScanApi(APIView):
             "errors": serializers.ListField(child=serializers.DictField()),
             "apvs": serializers.DictField(child=serializers.IntegerField()),
             "status": serializers.ChoiceField(choices=["ok", "partial"]),
+            "excluded": serializers.IntegerField(
+                help_text="manifests left out by the project's include/exclude patterns"),
+            "excluded_manifests": serializers.ListField(child=serializers.CharField()),
         }),
     )
     def post(self, request, pk: int):
@@ -84,6 +123,7 @@ class ProjectScanApi(APIView):
             "project": project.name, "commit": result.commit, "manifests": result.manifests,
             "dependencies": result.dependencies, "pinned": result.pinned,
             "errors": result.errors, "status": result.status,
+            "excluded": len(result.excluded), "excluded_manifests": result.excluded[:1000],
             "apvs": {"created": len(result.apvs.created), "updated": len(result.apvs.updated),
                      "unchanged": len(result.apvs.unchanged),
                      "resolved": len(result.apvs.resolved)},

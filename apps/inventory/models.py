@@ -39,6 +39,15 @@ class Project(TimeStampedModel):
     #: The last scan attempt, successful or not (``last_scanned_at``: the last one that ran).
     last_scan_status = models.CharField(max_length=20, choices=ScanStatus.choices, blank=True)
     last_scan_attempted_at = models.DateTimeField(null=True, blank=True)
+    #: Glob patterns on manifest paths relative to the repository root (``**`` spans
+    #: folders; apps/inventory/manifests/globs.py): when any include pattern is set only
+    #: matching manifests are read; a manifest matching an exclude pattern is never read.
+    manifest_include = models.JSONField(
+        default=list, blank=True,
+        help_text="read only manifests matching one of these globs (empty: all)")
+    manifest_exclude = models.JSONField(
+        default=list, blank=True,
+        help_text="never read manifests matching one of these globs, e.g. tests/**")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="+",

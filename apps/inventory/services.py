@@ -14,6 +14,7 @@ from apps.advisories.selectors import AffectedIndex
 from apps.inventory.errors import ProjectInvalid, ScanFailed
 from apps.inventory.git import GitError, SkippedEntry, check_working_copy, exported_tree
 from apps.inventory.manifests import ParsedDependency, ParsedManifest, parse_project
+from apps.inventory.manifests.globs import InvalidPattern, clean_patterns
 from apps.inventory.manifests.records import ScanLimits
 from apps.inventory.models import Dependency, Project, ScanStatus
 from apps.reviews.services import Exposure, SyncResult, apvs_sync_for_project
@@ -21,10 +22,25 @@ from apps.reviews.services import Exposure, SyncResult, apvs_sync_for_project
 log = structlog.get_logger(__name__)
 
 
+def _patterns(value, field: str) -> list[str]:
+    try:
+        return clean_patterns(value, field=field)
+    except InvalidPattern as exc:
+        raise ProjectInvalid(str(exc), details={field: str(exc)}) from exc
+
+
 @transaction.atomic
 def project_add(*, name: str, path: str, default_branch: str = "main",
-                description: str = "", created_by=None) -> Project:
-    """Register a git working copy; refused unless the path and branch really exist."""
+                description: str = "", created_by=None,
+                manifest_include: list[str] | None = None,
+                manifest_exclude: list[str] | None = None) -> Project:
+    """Register a git working copy; refused unless the path and branch really exist.
+
+    ``manifest_include``/``manifest_exclude``: glob patterns on manifest paths relative to
+    the repository root (docs/apv.md, "Manifests").
+    """
+    include = _patterns(manifest_include, "manifest_include")
+    exclude = _patterns(manifest_exclude, "manifest_exclude")
     name = name.strip()
     if not name:
         raise ProjectInvalid("A project needs a name.", details={"name": "required"})
@@ -38,7 +54,29 @@ def project_add(*, name: str, path: str, default_branch: str = "main",
         raise ProjectInvalid(str(exc), details={"path": resolved, "branch": default_branch}) \
             from exc
     return Project.objects.create(name=name, path=resolved, default_branch=default_branch,
-                                  description=description, created_by=created_by)
+                                  description=description, created_by=created_by,
+                                  manifest_include=include, manifest_exclude=exclude)
+
+
+@transaction.atomic
+def project_update(*, project: Project, description: str | None = None,
+                   manifest_include: list[str] | None = None,
+                   manifest_exclude: list[str] | None = None) -> Project:
+    """Change what a project scans; ``None`` leaves a field as it is. The next scan applies
+    the patterns (dependencies of manifests now excluded are then no longer present)."""
+    fields = []
+    if description is not None:
+        project.description = description
+        fields.append("description")
+    if manifest_include is not None:
+        project.manifest_include = _patterns(manifest_include, "manifest_include")
+        fields.append("manifest_include")
+    if manifest_exclude is not None:
+        project.manifest_exclude = _patterns(manifest_exclude, "manifest_exclude")
+        fields.append("manifest_exclude")
+    if fields:
+        project.save(update_fields=[*fields, "updated_at"])
+    return project
 
 
 @dataclass
@@ -51,6 +89,8 @@ class ScanResult:
     errors: list[dict] = field(default_factory=list)
     apvs: SyncResult | None = None
     status: str = ScanStatus.OK
+    #: Manifests (paths in the repository) the project's include/exclude patterns left out.
+    excluded: list[str] = field(default_factory=list)
 
 
 #: Errors kept on the project and returned by a scan; past it they are counted.
@@ -224,12 +264,16 @@ def project_scan(*, project: Project) -> ScanResult:
     """
     attempted_at = timezone.now()
     skipped: list[SkippedEntry] = []
+    excluded: list[str] = []
     try:
         commit = check_working_copy(project.path, project.default_branch)
         with exported_tree(project.path, commit, skipped=skipped,
                            max_entries=settings.SCAN_MAX_TREE_ENTRIES,
                            max_file_bytes=settings.SCAN_MAX_MANIFEST_BYTES) as tree:
-            manifests = parse_project(tree, scan_limits())
+            manifests = parse_project(tree, scan_limits(),
+                                      include=project.manifest_include or (),
+                                      exclude=project.manifest_exclude or (),
+                                      excluded=excluded)
     except Exception as exc:
         if isinstance(exc, GitError):
             reason = f"Cannot read {project.name}: {exc}"
@@ -256,9 +300,10 @@ def project_scan(*, project: Project) -> ScanResult:
                                     "last_scan_errors", "last_scan_status",
                                     "last_scan_attempted_at", "updated_at"])
     log.info("project.scanned", project=project.name, commit=commit[:12],
-             dependencies=len(dependencies), errors=len(errors), status=status)
+             dependencies=len(dependencies), errors=len(errors), status=status,
+             excluded=len(excluded))
     return ScanResult(
         project=project, commit=commit, manifests=[m.path for m in manifests],
         dependencies=len(dependencies), pinned=sum(1 for d in dependencies if d.version),
-        errors=errors, apvs=apvs, status=status,
+        errors=errors, apvs=apvs, status=status, excluded=excluded,
     )

@@ -32,8 +32,9 @@ def tree(tmp_path: Path) -> Path:
         "poetry.lock", "Pipfile.lock", "uv.lock", "pyproject.toml", "package-lock.json",
         "frontend/package-lock.json", "frontend/npm-shrinkwrap.json",
     ]
+    wanted += ["constraints.txt", "requirements.in"]
     ignored = [
-        "constraints.txt", "requirements.in", "notes.txt", "Pipfile", "package.json",
+        "notes.txt", "Pipfile", "package.json",
         "frontend/yarn.lock",
         ".git/requirements.txt", "node_modules/left-pad/package-lock.json",
         ".venv/lib/requirements.txt", "venv/pyproject.toml", "__pycache__/requirements.txt",
@@ -60,6 +61,7 @@ def test_discover_finds_manifests_sorted_and_skips_noise(tree: Path) -> None:
     assert found == [
         "Pipfile.lock",
         "bom.json",
+        "constraints.txt",
         "docs/requirements.txt",
         "frontend/npm-shrinkwrap.json",
         "frontend/package-lock.json",
@@ -71,6 +73,7 @@ def test_discover_finds_manifests_sorted_and_skips_noise(tree: Path) -> None:
         "requirements/sub/extra.txt",
         "requirements-alias.txt",  # a symlink inside the tree is fine
         "requirements-dev.txt",
+        "requirements.in",
         "requirements.txt",
         "requirements_test.txt",
         "sbom/app.cdx.json",
@@ -83,7 +86,7 @@ def test_discover_finds_manifests_sorted_and_skips_noise(tree: Path) -> None:
 def test_manifest_kind() -> None:
     assert manifest_kind(Path("requirements.txt")) == "requirements"
     assert manifest_kind(Path("requirements/anything.txt")) == "requirements"
-    assert manifest_kind(Path("constraints.txt")) is None
+    assert manifest_kind(Path("constraints.txt")) == "constraints"
     assert manifest_kind(Path("a/b/poetry.lock")) == "poetry.lock"
     assert manifest_kind(Path("x.cdx.json")) == "cyclonedx"
     assert manifest_kind(Path("package.json")) is None
@@ -97,6 +100,10 @@ def test_parse_project_over_the_test_data() -> None:
         "npm-v1/package-lock.json",
         "npm-v2/package-lock.json",
         "npm-v3/package-lock.json",
+        "pdm3/pdm.lock",
+        "pdm3/pyproject.toml",
+        "pdm4/pdm.lock",
+        "pdm4/pyproject.toml",
         "pep621/pyproject.toml",
         "pip-compile/requirements.txt",
         "pipenv/Pipfile.lock",

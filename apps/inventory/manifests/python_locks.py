@@ -1,4 +1,4 @@
-"""Parse Python lock files: ``poetry.lock``, ``uv.lock`` and ``Pipfile.lock``.
+"""Parse Python lock files: ``poetry.lock``, ``pdm.lock``, ``uv.lock`` and ``Pipfile.lock``.
 
 Lock files list exact versions, so every entry is pinned and its specifier is
 ``==<version>``. Which entries are *direct* comes from the project's own
@@ -8,6 +8,18 @@ declaration next to the lock:
   (Poetry dependency tables or PEP 621/735 lists), transitive otherwise. With no
   readable sibling pyproject.toml there is nothing to tell them apart, so all
   entries are reported direct rather than silently hiding top-level packages.
+* pdm.lock (lock_version 3.x and 4.x, https://pdm-project.org/en/latest/usage/lockfile/):
+  every ``[[package]]`` is pinned at its ``version``; direct when the sibling
+  pyproject.toml names it (PEP 621 lists, PEP 735 groups, ``[tool.pdm.dev-dependencies]``),
+  all direct without a readable pyproject.toml. Hashes come from the entry's ``files``
+  (4.3 and later) or from ``[metadata.files]`` keyed ``"name version"`` (3.x to 4.2).
+  PDM writes a package installed with extras as a second entry of the same name and
+  version with ``extras = [...]``: both become one dependency carrying the extras.
+  ``marker`` (4.4+, ``inherit_metadata``) is kept; ``groups`` (4.4+), like Poetry's
+  category and Pipfile's ``develop``, is not stored: dev-only packages are dependencies too.
+  Entries with a ``path`` (local folders or archives, usually the project's own editable
+  plugins) are not PyPI distributions and are skipped, as ``-e .`` is in requirements
+  files; ``git`` entries keep their version.
 * uv.lock: entries whose source is ``editable``/``virtual`` are the project's own
   workspace members (the root has ``editable = "."``) and are skipped; direct
   means listed in a member's ``dependencies``, ``optional-dependencies`` or
@@ -20,10 +32,13 @@ declaration next to the lock:
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .discovery import PIPFILE_LOCK, POETRY_LOCK, UV_LOCK
+from packaging.requirements import InvalidRequirement, Requirement
+
+from .discovery import PDM_LOCK, PIPFILE_LOCK, POETRY_LOCK, UV_LOCK
 from .lines import json_container_lines, toml_lines
 from .pyproject import declared_names, load_toml
 from .records import (
@@ -100,6 +115,71 @@ def parse_poetry_lock(root: Path, path: Path) -> ParsedManifest:
         deps.append(_lock_dependency(name, package.get("version"), rel, line, direct,
                                      marker=marker, hashes=_hashes(files)))
     return ParsedManifest(rel, POETRY_LOCK, deps, errors)
+
+
+def _pdm_declared(pyproject: dict[str, Any]) -> set[str]:
+    """Names a pyproject.toml asks for, plus PDM's legacy ``[tool.pdm.dev-dependencies]``."""
+    names = declared_names(pyproject)
+    tool = pyproject.get("tool")
+    pdm = tool.get("pdm") if isinstance(tool, dict) else None
+    groups = pdm.get("dev-dependencies") if isinstance(pdm, dict) else None
+    for items in groups.values() if isinstance(groups, dict) else []:
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, str) or item.lstrip().startswith("-"):
+                continue  # "-e file:///${PROJECT_ROOT}/sub#egg=sub": a local project
+            try:
+                names.add(normalise_name(PYPI, Requirement(item).name))
+            except InvalidRequirement:
+                continue
+    return names
+
+
+def parse_pdm_lock(root: Path, path: Path) -> ParsedManifest:
+    """Parse a pdm.lock (lock_version 3.x and 4.x)."""
+    loaded = load_toml(root, path, PDM_LOCK)
+    if isinstance(loaded, ParsedManifest):
+        return loaded
+    text, data = loaded
+    rel = relative_posix(root, path)
+    errors: list[ManifestError] = []
+    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    version = metadata.get("lock_version")
+    if isinstance(version, str) and version.split(".")[0] not in ("3", "4"):
+        # Older formats (lock_version 2, "sections") are PDM 1.x; newer majors may move keys.
+        errors.append(ManifestError(rel, toml_lines(text).keys.get(("metadata", "lock_version")),
+                                    f"lock_version {version} is not 3.x or 4.x; "
+                                    f"read as 4.x"))
+    legacy_files = metadata.get("files") if isinstance(metadata.get("files"), dict) else {}
+    pyproject = _sibling_toml(path.parent / "pyproject.toml")
+    declared = _pdm_declared(pyproject) if pyproject is not None else None
+    lines = toml_lines(text)
+    merged: dict[tuple[str, str], ParsedDependency] = {}
+    for position, package in enumerate(_packages(data, rel, errors)):
+        line = lines.keys.get(("package", position, "name"))
+        name = package.get("name") if isinstance(package, dict) else None
+        if not isinstance(name, str) or not name:
+            errors.append(ManifestError(rel, line, "package entry without a name"))
+            continue
+        if "path" in package:
+            continue  # a local folder or archive, not a PyPI distribution
+        pinned = package.get("version")
+        files = package.get("files")
+        if files is None and isinstance(pinned, str):
+            files = legacy_files.get(f"{name} {pinned}")
+        extras = package.get("extras")
+        extras = tuple(sorted(str(e) for e in extras)) if isinstance(extras, list) else ()
+        marker = package.get("marker") if isinstance(package.get("marker"), str) else ""
+        normalised = normalise_name(PYPI, name)
+        direct = True if declared is None else normalised in declared
+        dep = _lock_dependency(name, pinned, rel, line, direct, extras, marker, _hashes(files))
+        key = (normalised, dep.version or "")
+        first = merged.get(key)
+        if first is None:
+            merged[key] = dep
+        else:  # the "name[extra]" entry of a package already listed: one dependency
+            merged[key] = replace(first, extras=tuple(sorted({*first.extras, *extras})),
+                                  hashes=first.hashes or dep.hashes)
+    return ParsedManifest(rel, PDM_LOCK, list(merged.values()), errors)
 
 
 def _is_member(package: dict[str, Any]) -> bool:

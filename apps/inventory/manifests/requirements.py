@@ -19,6 +19,11 @@ Choices made here:
   constraint pins) only when it is an exact pin *and* the same package (PEP 503
   name) is required somewhere in the same include tree. Other constraints are
   dropped. As in pip, ``-r`` inside a constraint file includes requirements.
+  The requirement itself stays as written (``django>=4`` is an unpinned row at
+  its own line): the version comes from the constraint's row, which is where a
+  patch must change it. A constraints file found on its own (``constraints*.txt``
+  not read through any ``-c``) is parsed by :func:`parse_constraints_tree`; the
+  project scan keeps its pins for packages the project requires elsewhere.
 * ``-e``/editable and URL/VCS requirements are recorded unpinned, named by
   ``#egg=`` or the archive filename; local directories (``-e .``) cannot be
   named without building them and are skipped. Index and install options
@@ -34,12 +39,14 @@ Choices made here:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.markers import InvalidMarker
 from packaging.requirements import InvalidRequirement
 
-from .discovery import REQUIREMENTS
+from .discovery import CONSTRAINTS, REQUIREMENTS
 from .pip_format import (
     RequirementInfo,
     logical_lines,
@@ -221,6 +228,59 @@ def parse_requirements_tree(root: Path, path: Path) -> tuple[ParsedManifest, fro
         unread=tuple(walker.unread),
     )
     return manifest, frozenset(walker.seen - {resolved})
+
+
+@dataclass(frozen=True)
+class ConstraintsTree:
+    """A constraints file read on its own, before knowing what the project requires."""
+
+    path: str
+    requirements: tuple[ParsedDependency, ...]  # brought in by its own "-r" (as in pip)
+    pins: tuple[ParsedDependency, ...]  # every exact pin of the file and its "-c" includes
+    errors: tuple[ManifestError, ...]
+    unread: tuple[str, ...]
+    included: frozenset[Path]  # the other files read, resolved
+    skipped: ParsedManifest | None = None  # over the dependency cap: reported as it is
+
+    def manifest(self, required: Iterable[str] = ()) -> ParsedManifest:
+        """The dependencies it gives when the project requires ``required`` (PEP 503 names):
+        the pins of required packages (and of those its own ``-r`` includes require)."""
+        if self.skipped is not None:
+            return self.skipped
+        wanted = set(required) | {d.normalised_name for d in self.requirements}
+        pins = [d for d in self.pins if d.normalised_name in wanted]
+        return ParsedManifest(self.path, CONSTRAINTS, [*self.requirements, *pins],
+                              list(self.errors), self.unread)
+
+
+def parse_constraints_tree(root: Path, path: Path) -> ConstraintsTree:
+    """Read a constraints file (``constraints*.txt``) and what it includes; a constraint
+    alone never makes a dependency: :meth:`ConstraintsTree.manifest` keeps the pins of the
+    packages the caller says are required."""
+    walker = _Walker(root)
+    resolved = Path(path).resolve()
+    rel = relative_posix(walker.root, resolved)
+    try:
+        walker.walk(Path(path), constraint=True)
+    except TooManyDependencies:
+        manifest = too_many_dependencies(
+            rel, CONSTRAINTS, f"more than {walker.limits.max_dependencies:,}")
+        read = tuple(relative_posix(walker.root, p) for p in sorted(walker.seen))
+        skipped = ParsedManifest(manifest.path, CONSTRAINTS, [], manifest.errors, unread=read)
+        return ConstraintsTree(rel, (), (), tuple(manifest.errors), read,
+                               frozenset(walker.seen - {resolved}), skipped)
+    errors = walker.errors
+    if walker.unlisted:
+        errors = [*errors, ManifestError(rel, None, f"{walker.unlisted:,} more errors not listed")]
+    return ConstraintsTree(rel, tuple(walker.requirements), tuple(walker.constraints),
+                           tuple(errors), tuple(walker.unread),
+                           frozenset(walker.seen - {resolved}))
+
+
+def parse_constraints(root: Path, path: Path) -> ParsedManifest:
+    """A constraints file parsed alone: nothing requires its packages, so it gives no
+    dependency of its own (errors and unreadable files are still reported)."""
+    return parse_constraints_tree(root, path).manifest()
 
 
 def parse_requirements(root: Path, path: Path) -> ParsedManifest:

@@ -1,22 +1,32 @@
-"""``manage.py scan_project NAME|--all [--json|--sarif|--cyclonedx] [--fail-on SEVERITY]``"""
+"""``manage.py scan_project NAME|--all [--json|--sarif|--cyclonedx] [--fail-on SEVERITY]
+[--unknown-severity fail|ignore] [--ignore-vuln ID ...]``
+
+Exit codes as ``scan``'s (apps/inventory/management/cli.py): 0 no open finding at or above
+the threshold, 1 findings at or above it (any open finding by default), 2 a usage error or a
+project that cannot be scanned.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from apps.advisories.models import SEVERITY_RANK
 from apps.core.errors import ApplicationError
+from apps.inventory.adhoc import THRESHOLDS, gate
+from apps.inventory.management.cli import GateExitCodes, findings_error, usage_error
 from apps.inventory.models import Project
 from apps.inventory.services import project_scan
 from apps.reviews.selectors import findings_for_project
 
+#: APV statuses a reviewer has settled: shown in the report, never a gate failure.
+SETTLED = ("risk_accepted", "false_positive", "applied")
+
 VERSION = "immune 0.1.0"
 
 
-class Command(BaseCommand):
+class Command(GateExitCodes, BaseCommand):
     help = "Scan projects' manifests against the advisories and raise/resolve APVs."
 
     def add_arguments(self, parser):
@@ -27,27 +37,33 @@ class Command(BaseCommand):
         fmt.add_argument("--sarif", dest="fmt", action="store_const", const="sarif")
         fmt.add_argument("--cyclonedx", dest="fmt", action="store_const", const="cyclonedx")
         parser.add_argument(
-            "--fail-on", choices=["critical", "high", "medium", "low"],
-            help="exit 3 when a finding is at least this severe (for CI pipelines)",
+            "--fail-on", choices=THRESHOLDS,
+            help="exit 1 only for findings at least this severe (default: any open finding)",
         )
+        parser.add_argument("--unknown-severity", choices=("fail", "ignore"), default="fail",
+                            help="whether findings without a severity fail (default: fail)")
+        parser.add_argument("--ignore-vuln", action="append", default=[], metavar="ID",
+                            help="an advisory id or alias that does not fail the scan "
+                                 "(still listed)")
 
-    def handle(self, *args, name, all: bool, fmt, fail_on, **options):
+    def handle(self, *args, name, all: bool, fmt, fail_on, unknown_severity="fail",
+               ignore_vuln=(), **options):
         if bool(name) == bool(all):
-            raise CommandError("give a project NAME or --all")
+            raise usage_error("give a project NAME or --all")
         projects = list(Project.objects.all()) if all else list(
             Project.objects.filter(name=name)
         )
         if not projects:
-            raise CommandError(f"no project named {name!r}" if name else "no projects")
+            raise usage_error(f"no project named {name!r}" if name else "no projects")
         if fmt in ("sarif", "cyclonedx") and len(projects) != 1:
-            raise CommandError(f"--{fmt} describes one project; give its NAME")
+            raise usage_error(f"--{fmt} describes one project; give its NAME")
 
         documents, all_findings = [], []
         for project in projects:
             try:
                 result = project_scan(project=project)
             except ApplicationError as exc:
-                raise CommandError(exc.message) from exc
+                raise usage_error(exc.message) from exc
             findings = findings_for_project(project_name=project.name)
             all_findings += findings
             documents.append((project, result, findings))
@@ -77,10 +93,14 @@ class Command(BaseCommand):
             for project, result, findings in documents:
                 self._table(project, result, findings)
 
-        if fail_on and any(
-            SEVERITY_RANK[f["severity"]] >= SEVERITY_RANK[fail_on] for f in all_findings
-        ):
-            raise CommandError(f"findings at or above {fail_on}", returncode=3)
+        # A reviewer's settled answer (risk accepted, false positive, fix applied) is reported
+        # but does not fail the gate, as pip-audit's --ignore-vuln would not.
+        gated = [f for f in all_findings if f.get("status") not in SETTLED]
+        failing, _ignored = gate(gated, fail_on=fail_on,
+                                 unknown_severity=unknown_severity, ignore=ignore_vuln)
+        if failing:
+            raise findings_error(
+                f"{len(failing)} open finding(s) at or above {fail_on or 'any severity'}")
 
     def _table(self, project, result, findings):
         apvs = result.apvs
