@@ -409,6 +409,8 @@ BREAKER_FORGE_FAILURES = env.int("BREAKER_FORGE_FAILURES", default=5)
 BREAKER_FORGE_RESET_S = env.float("BREAKER_FORGE_RESET_S", default=60.0)
 BREAKER_OSV_FAILURES = env.int("BREAKER_OSV_FAILURES", default=3)
 BREAKER_OSV_RESET_S = env.float("BREAKER_OSV_RESET_S", default=300.0)
+BREAKER_EVIDENCE_FAILURES = env.int("BREAKER_EVIDENCE_FAILURES", default=3)
+BREAKER_EVIDENCE_RESET_S = env.float("BREAKER_EVIDENCE_RESET_S", default=300.0)
 
 # --- Pipeline -----------------------------------------------------------------------------
 #: Days from first seen to SLA due, by severity (spec: critical 7, high 30, medium 90, low 120).
@@ -431,6 +433,19 @@ ADVISORY_MAX_RECORD_BYTES = env.int("ADVISORY_MAX_RECORD_BYTES", default=1024 * 
 ADVISORY_MAX_RECORDS_PER_FILE = env.int("ADVISORY_MAX_RECORDS_PER_FILE", default=10_000)
 ADVISORY_MAX_DEPTH = env.int("ADVISORY_MAX_DEPTH", default=32)
 ADVISORY_MAX_YAML_NODES = env.int("ADVISORY_MAX_YAML_NODES", default=100_000)
+#: Exploitation evidence fetched daily by beat (docs/advisories.md, "Exploitation evidence"):
+#: FIRST's EPSS CSV (e.g. https://epss.empiricalsecurity.com/epss_scores-current.csv.gz) and
+#: CISA's KEV JSON (https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json).
+#: Empty: the job is off (the import_epss/import_kev commands still work on files).
+EPSS_URL = env.str("EPSS_URL", default="")
+KEV_URL = env.str("KEV_URL", default="")
+EVIDENCE_TIMEOUT_S = env.float("EVIDENCE_TIMEOUT_S", default=60.0)
+if EPSS_URL:
+    CELERY_BEAT_SCHEDULE["advisories-epss-daily"] = {
+        "task": "advisories.import_epss", "schedule": timedelta(days=1)}
+if KEV_URL:
+    CELERY_BEAT_SCHEDULE["advisories-kev-daily"] = {
+        "task": "advisories.import_kev", "schedule": timedelta(days=1)}
 
 # --- Scanning hostile repositories (issue 13; docs/apv.md) ----------------------------------
 #: A manifest larger than this is refused from its size, unread; the rest is scanned.

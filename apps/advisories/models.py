@@ -40,6 +40,15 @@ class Advisory(TimeStampedModel):
     source_path = models.CharField(max_length=1000, blank=True)
     content_hash = models.CharField(max_length=64)
     raw = models.JSONField(help_text="the OSV record as imported")
+    #: The OSV id whose severity (and score and vector) this advisory carries because it has
+    #: none of its own (docs/advisories.md, "Severity across aliases"); blank when its own.
+    severity_from = models.CharField(max_length=200, blank=True, default="")
+    # Exploitation evidence, denormalised from the CVE rows below through the advisory's
+    # id and aliases (apps/advisories/evidence.py); read by priority, SLA and notifications.
+    kev_listed = models.BooleanField("CISA KEV", default=False, db_index=True)
+    kev_date_added = models.DateField("added to KEV", null=True, blank=True)
+    epss_score = models.FloatField("EPSS", null=True, blank=True)
+    epss_percentile = models.FloatField("EPSS percentile", null=True, blank=True)
 
     class Meta:
         ordering = ["-modified", "osv_id"]
@@ -102,3 +111,44 @@ class AffectedPackage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ecosystem}/{self.name}"
+
+
+class EpssScore(models.Model):
+    """One CVE's row of FIRST's daily EPSS file (https://www.first.org/epss/data_stats)."""
+
+    cve = models.CharField("CVE", max_length=50, unique=True)
+    score = models.FloatField(help_text="probability of exploitation in the next 30 days")
+    percentile = models.FloatField()
+    score_date = models.DateField(null=True, blank=True)
+    model_version = models.CharField(max_length=50, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "EPSS score"
+
+    def __str__(self) -> str:
+        return f"{self.cve}: {self.score}"
+
+
+class KevEntry(models.Model):
+    """One entry of CISA's Known Exploited Vulnerabilities catalog."""
+
+    cve = models.CharField("CVE", max_length=50, unique=True)
+    vendor_project = models.CharField(max_length=300, blank=True)
+    product = models.CharField(max_length=300, blank=True)
+    vulnerability_name = models.CharField(max_length=500, blank=True)
+    date_added = models.DateField()
+    short_description = models.TextField(blank=True)
+    required_action = models.TextField(blank=True)
+    due_date = models.DateField(null=True, blank=True)
+    known_ransomware_campaign_use = models.CharField(max_length=50, blank=True)
+    notes = models.TextField(blank=True)
+    cwes = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "KEV entry"
+        verbose_name_plural = "KEV entries"
+
+    def __str__(self) -> str:
+        return self.cve

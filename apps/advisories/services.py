@@ -18,8 +18,16 @@ from dataclasses import dataclass, field
 import structlog
 from django.conf import settings
 from django.db import DatabaseError, models, transaction
+from django.db.models import Q
 
-from apps.advisories.models import Advisory, AdvisoryAlias, AffectedPackage
+from apps.advisories.evidence import advisories_evidence_refresh
+from apps.advisories.models import (
+    SEVERITY_RANK,
+    Advisory,
+    AdvisoryAlias,
+    AffectedPackage,
+    Severity,
+)
 from apps.advisories.osv import (
     AdvisoryParseError,
     ParsedAdvisory,
@@ -31,6 +39,7 @@ from apps.advisories.osv import (
 from apps.advisories.osv.matching import unorderable_reason
 from apps.advisories.osv.parser import MAX_DEPTH, MAX_RECORD_BYTES
 from apps.advisories.osv.sources import Limits
+from apps.advisories.signals import advisories_changed
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +69,8 @@ class ImportReport:
     unreadable_sources: list[ImportFailure] = field(default_factory=list)
     #: Records stored with a range that cannot be ordered (id, path, reason).
     unparseable_ranges: list[dict[str, str]] = field(default_factory=list)
+    #: Primary keys of the advisories created or updated (announced after the import).
+    changed_ids: list[int] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -82,6 +93,7 @@ class ImportReport:
         self.withdrawn_ids += other.withdrawn_ids
         self.failures += other.failures
         self.unparseable_ranges += other.unparseable_ranges
+        self.changed_ids += other.changed_ids
 
     def as_dict(self) -> dict:
         return {
@@ -187,6 +199,9 @@ def _fields(parsed: ParsedAdvisory, *, source: str, path: str) -> dict:
         "source_path": path[-1000:],
         "content_hash": parsed.content_hash,
         "raw": parsed.raw,
+        # Its own severity, as parsed; one carried from a twin is set again afterwards
+        # (advisories_severity_share), so a record that gains its own always wins.
+        "severity_from": "",
     }
 
 
@@ -233,7 +248,8 @@ def _check_lengths(instances: Iterable[models.Model]) -> None:
                 )
 
 
-def _store(current: Advisory | None, parsed: ParsedAdvisory, *, source: str, path: str) -> None:
+def _store(current: Advisory | None, parsed: ParsedAdvisory, *, source: str, path: str
+           ) -> Advisory:
     """Write one record and its children (inside the caller's savepoint)."""
     fields = _fields(parsed, source=source, path=path)
     if current is None:
@@ -254,6 +270,7 @@ def _store(current: Advisory | None, parsed: ParsedAdvisory, *, source: str, pat
         AffectedPackage.objects.filter(advisory=advisory).delete()
     AdvisoryAlias.objects.bulk_create(aliases)
     AffectedPackage.objects.bulk_create(affected)
+    return advisory
 
 
 def _first_line(exc: BaseException) -> str:
@@ -283,7 +300,7 @@ def _write_batch(batch: list[tuple[str, ParsedAdvisory]], *, source: str) -> Imp
             # A savepoint per record: what the database refuses (PostgreSQL: NUL in text,
             # an over-long value, ...) rolls back this record alone, never its neighbours.
             with transaction.atomic():
-                _store(current, parsed, source=source, path=path)
+                stored = _store(current, parsed, source=source, path=path)
         except RecordRefused as exc:
             report.failures.append(ImportFailure(path, str(exc)))
             continue
@@ -293,6 +310,7 @@ def _write_batch(batch: list[tuple[str, ParsedAdvisory]], *, source: str) -> Imp
             report.failures.append(
                 ImportFailure(path, f"the database refused the record: {_first_line(exc)}"))
             continue
+        report.changed_ids.append(stored.pk)
         if current is None:
             report.created += 1
         else:
@@ -313,8 +331,14 @@ def advisories_import(
     sources: Iterable[str],
     source_name: str = "",
     on_progress: Callable[[ImportReport], None] | None = None,
+    announce: bool = True,
 ) -> ImportReport:
-    """Import OSV records from files, folders, zips or URLs; see the module docstring."""
+    """Import OSV records from files, folders, zips or URLs; see the module docstring.
+
+    Post-processing of what changed: severity carried across aliases, exploitation
+    evidence, and (``announce``) ``advisories_changed`` after commit, so projects that
+    depend on a named package are rescanned. A caller importing several sources may pass
+    ``announce=False`` and call ``advisories_announce`` once with the merged report."""
     sources = list(sources)
     source = source_name or (sources[0] if len(sources) == 1 else "multiple")
     report = ImportReport()
@@ -332,6 +356,15 @@ def advisories_import(
             on_progress(report)
     if report.withdrawn_ids:
         _resolve_apvs_of_withdrawn(report.withdrawn_ids)
+    if report.changed_ids:
+        with transaction.atomic():
+            report.changed_ids = sorted({
+                *report.changed_ids,
+                *advisories_severity_share(advisory_ids=report.changed_ids),
+                *advisories_evidence_refresh(advisory_ids=report.changed_ids),
+            })
+    if announce:
+        advisories_announce(advisory_ids=report.changed_ids)
     log.info("advisories.imported", source=source, records=report.records,
              created=report.created, updated=report.updated, unchanged=report.unchanged,
              withdrawn=report.withdrawn, failed=report.failed,
@@ -345,3 +378,88 @@ def _resolve_apvs_of_withdrawn(osv_ids: list[str]) -> None:
     from apps.reviews.services import apvs_resolve_for_withdrawn_advisories
 
     apvs_resolve_for_withdrawn_advisories(osv_ids=osv_ids)
+
+
+def advisories_announce(*, advisory_ids: Iterable[int]) -> None:
+    """After commit, send ``advisories_changed`` with these advisories and the packages they
+    name (reviews rescans the projects that depend on one of them)."""
+    ids = sorted(set(advisory_ids))
+    if not ids:
+        return
+    packages = sorted(set(
+        AffectedPackage.objects.filter(advisory_id__in=ids)
+        .values_list("ecosystem_key", "normalised_name")))
+    transaction.on_commit(lambda: advisories_changed.send(
+        sender=Advisory, advisory_ids=ids, packages=packages))
+
+
+# --- Severity across aliases --------------------------------------------------------------
+#: How much a severity is worth believing: one computed from a CVSS vector, then one a
+#: database stated (GHSA's database_specific.severity), then none.
+def _confidence(advisory: Advisory) -> tuple[int, int]:
+    scored = 2 if advisory.cvss_score is not None else 1
+    return scored, SEVERITY_RANK.get(advisory.severity, 0)
+
+
+def _identifiers(advisory: Advisory) -> set[str]:
+    return {advisory.osv_id, *(a for a in advisory.aliases if isinstance(a, str))}
+
+
+def _sharing(identifiers: set[str]) -> list[Advisory]:
+    """Advisories whose id or one of whose aliases is among ``identifiers``."""
+    names = sorted(identifiers)
+    found: dict[int, Advisory] = {}
+    for start in range(0, len(names), 500):
+        chunk = names[start:start + 500]
+        for advisory in Advisory.objects.filter(
+                Q(osv_id__in=chunk) | Q(alias_rows__alias__in=chunk)
+        ).order_by().distinct().only(
+                "pk", "osv_id", "aliases", "severity", "cvss_score", "cvss_vector",
+                "severity_from", "withdrawn"):
+            found[advisory.pk] = advisory
+    return list(found.values())
+
+
+def advisories_severity_share(*, advisory_ids: Iterable[int]) -> list[int]:
+    """Carry severity across aliases (docs/advisories.md): an advisory with no severity of its
+    own takes severity, CVSS score and vector from the most trustworthy live advisory that
+    shares an identifier with it (one's id is the other's alias, or both list one alias);
+    ``severity_from`` names the donor. Its own severity always wins, and only own
+    severities are carried (never one already carried). Re-derived for the given advisories
+    and their twins; returns the ids of the advisories that changed."""
+    touched = list(Advisory.objects.filter(pk__in=list(advisory_ids)).only("osv_id", "aliases"))
+    if not touched:
+        return []
+    group = _sharing(set().union(*(_identifiers(a) for a in touched)))
+    # Donors of the group's members may sit one alias further: fetch those too.
+    neighbours = {a.pk: a for a in _sharing(set().union(*(_identifiers(a) for a in group)))}
+    by_identifier: dict[str, list[Advisory]] = {}
+    for advisory in neighbours.values():
+        for name in _identifiers(advisory):
+            by_identifier.setdefault(name, []).append(advisory)
+    fields = ["severity", "cvss_score", "cvss_vector", "severity_from"]
+    dirty = []
+    for advisory in group:
+        if advisory.severity_from == "" and advisory.severity != Severity.UNKNOWN:
+            continue  # its own severity: nothing to carry
+        donors = {
+            other.pk: other
+            for name in _identifiers(advisory) for other in by_identifier.get(name, ())
+            if other.pk != advisory.pk and other.severity_from == ""
+            and other.severity != Severity.UNKNOWN and other.withdrawn is None
+        }
+        if donors:
+            best = max(donors.values(), key=lambda d: (*_confidence(d), d.osv_id))
+            values = {"severity": best.severity, "cvss_score": best.cvss_score,
+                      "cvss_vector": best.cvss_vector, "severity_from": best.osv_id}
+        elif advisory.severity_from:  # the donor lost its severity or went away
+            values = {"severity": Severity.UNKNOWN, "cvss_score": None, "cvss_vector": "",
+                      "severity_from": ""}
+        else:
+            continue
+        if any(getattr(advisory, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(advisory, k, v)
+            dirty.append(advisory)
+    Advisory.objects.bulk_update(dirty, fields, batch_size=500)
+    return [a.pk for a in dirty]

@@ -1,7 +1,8 @@
 import structlog
 from django.conf import settings
 
-from apps.advisories.services import advisories_import
+from apps.advisories.evidence import evidence_fetch_and_import
+from apps.advisories.services import advisories_announce, advisories_import
 from apps.core.instrumentation import instrumented_task
 
 log = structlog.get_logger(__name__)
@@ -20,8 +21,10 @@ def advisories_sync() -> dict:
     cannot run (the database is gone, for instance).
     """
     results = {}
+    changed: list[int] = []
     for source in settings.ADVISORY_SOURCES:
-        report = advisories_import(sources=[source], source_name=source)
+        report = advisories_import(sources=[source], source_name=source, announce=False)
+        changed += report.changed_ids
         summary = report.as_dict()
         summary["failures"] = summary["failures"][:SYNC_FAILURES_SHOWN]
         summary["unparseable_ranges"] = len(report.unparseable_ranges)
@@ -29,4 +32,30 @@ def advisories_sync() -> dict:
             log.warning("advisories.sync_source_unreadable", source=source,
                         reason=report.unreadable_sources[0].reason)
         results[source] = summary
+    # Once for all sources, so a project is rescanned once however many feeds changed.
+    advisories_announce(advisory_ids=changed)
     return results
+
+
+def _evidence(feed: str, url: str) -> dict:
+    if not url:
+        return {"skipped": f"{feed.upper()}_URL is empty"}
+    report = evidence_fetch_and_import(feed=feed, url=url)
+    summary = report.as_dict()
+    summary["failures"] = summary["failures"][:SYNC_FAILURES_SHOWN]
+    if report.unreadable:
+        log.warning("advisories.evidence_unreadable", feed=feed, url=url,
+                    reason=report.unreadable)
+    return summary
+
+
+@instrumented_task(name="advisories.import_epss")
+def advisories_import_epss() -> dict:
+    """Beat (daily, when EPSS_URL is set): FIRST's EPSS scores. Idempotent."""
+    return _evidence("epss", settings.EPSS_URL)
+
+
+@instrumented_task(name="advisories.import_kev")
+def advisories_import_kev() -> dict:
+    """Beat (daily, when KEV_URL is set): CISA's KEV catalog. Idempotent."""
+    return _evidence("kev", settings.KEV_URL)

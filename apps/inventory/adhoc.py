@@ -58,6 +58,8 @@ class AdhocFinding:
     cvss_vector: str
     fixed_in: list[str]
     priority: int
+    kev_listed: bool
+    epss_percentile: float | None
     summary: str
     cwe_ids: list[str]
     references: list[str]
@@ -214,7 +216,10 @@ def _finding(index: AffectedIndex, dep: ParsedDependency, advisory: Advisory,
         cvss_score=advisory.cvss_score, cvss_vector=advisory.cvss_vector,
         fixed_in=list(fixed),
         priority=apv_priority(cvss_score=advisory.cvss_score, severity=severity,
-                              direct=dep.direct, fix_available=bool(fixed)),
+                              direct=dep.direct, fix_available=bool(fixed),
+                              epss_percentile=advisory.epss_percentile,
+                              kev_listed=advisory.kev_listed),
+        kev_listed=advisory.kev_listed, epss_percentile=advisory.epss_percentile,
         summary=advisory.summary, cwe_ids=list(advisory.cwe_ids),
         references=[r.get("url") for r in advisory.references
                     if isinstance(r, dict) and r.get("url")][:5],

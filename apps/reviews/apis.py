@@ -34,27 +34,86 @@ class APVOutput(serializers.ModelSerializer):
     aliases = serializers.ListField(source="advisory.aliases", child=serializers.CharField())
     summary = serializers.CharField(source="advisory.summary")
     is_overdue = serializers.BooleanField()
+    # Exploitation evidence of the advisory (docs/apv.md "Priority"): CISA KEV and EPSS.
+    kev_listed = serializers.BooleanField(source="advisory.kev_listed")
+    kev_date_added = serializers.DateField(source="advisory.kev_date_added", allow_null=True)
+    epss_score = serializers.FloatField(source="advisory.epss_score", allow_null=True)
+    epss_percentile = serializers.FloatField(source="advisory.epss_percentile", allow_null=True)
+    severity_from = serializers.CharField(
+        source="advisory.severity_from",
+        help_text="the advisory sharing an alias whose severity this one carries; "
+                  "empty when the severity is the advisory's own")
 
     class Meta:
         model = APV
         fields = ["code", "project", "package", "version", "ecosystem", "manifest", "line",
                   "direct", "advisory", "aliases", "summary", "status", "severity",
-                  "cvss_score", "priority", "fixed_in", "sla_due_at", "is_overdue",
-                  "first_seen_at", "last_seen_at", "resolved_at", "resolution"]
+                  "severity_from", "cvss_score", "priority", "fixed_in", "sla_due_at",
+                  "is_overdue", "kev_listed", "kev_date_added", "epss_score",
+                  "epss_percentile", "first_seen_at", "last_seen_at", "resolved_at",
+                  "resolution"]
 
 
 class APVDetailOutput(APVOutput):
-    """The detail adds the current patch's ML-first prediction (route, probability,
-    confidence, what drove it), or null when it has none; and its wargame as it concerns
-    this APV: null when not wargamed, else the run with ``exploit_covers``, whose
-    ``verdict`` and ``confidence`` are null when the run's exploit does not cover this
-    APV's advisory ("no exploit", docs/wargaming.md "Verdict scope")."""
+    """The detail is enough to decide (SPEC, REST): it adds the current patch (the revision
+    a decision names; null when none is proposed) with its latest wargame verdict on this
+    APV; the decisions the caller may make now (by role and status; empty when none); the
+    current patch's ML-first prediction (route, probability, confidence, what drove it), or
+    null when it has none; and its wargame as it concerns this APV: null when not
+    wargamed, else the run with ``exploit_covers``, whose ``verdict`` and ``confidence``
+    are null when the run's exploit does not cover this APV's advisory ("no exploit",
+    docs/wargaming.md "Verdict scope")."""
 
+    current_patch = serializers.SerializerMethodField()
+    allowed_decisions = serializers.SerializerMethodField()
     prediction = serializers.SerializerMethodField()
     wargame = serializers.SerializerMethodField()
 
     class Meta(APVOutput.Meta):
-        fields = [*APVOutput.Meta.fields, "prediction", "wargame"]
+        fields = [*APVOutput.Meta.fields, "current_patch", "allowed_decisions", "prediction",
+                  "wargame"]
+
+    def _wargame(self, apv) -> dict | None:
+        # Wargaming sits above reviews (SPEC, "Apps"): read through its selector, late.
+        if not hasattr(apv, "_wargame_summary"):
+            from apps.wargaming.selectors import apv_wargame
+
+            apv._wargame_summary = apv_wargame(apv)
+        return apv._wargame_summary
+
+    @extend_schema_field(inline_serializer("APVCurrentPatch", {
+        "id": serializers.IntegerField(), "revision": serializers.IntegerField(),
+        "strategy": serializers.CharField(), "state": serializers.CharField(),
+        "branch": serializers.CharField(), "commit_sha": serializers.CharField(),
+        "title": serializers.CharField(), "target_version": serializers.CharField(),
+        "forge_pr_url": serializers.CharField(),
+        "verdict": serializers.CharField(
+            allow_null=True, help_text="the latest wargame run's verdict on this APV; null "
+            "when not wargamed, not finished, or its exploit does not cover this advisory"),
+    }, allow_null=True))
+    def get_current_patch(self, apv) -> dict | None:
+        patch = apv.current_patch
+        if patch is None:
+            return None
+        wargame = self._wargame(apv)
+        return {
+            "id": patch.pk, "revision": patch.revision, "strategy": patch.strategy,
+            "state": patch.state, "branch": patch.branch, "commit_sha": patch.commit_sha,
+            "title": patch.title, "target_version": patch.target_version,
+            "forge_pr_url": patch.forge_pr_url,
+            "verdict": wargame["verdict"] if wargame else None,
+        }
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_allowed_decisions(self, apv) -> list[str]:
+        request = self.context.get("request")
+        if request is None or not request.user.is_authenticated:
+            return []
+        # The rules live with the decisions (decision_denial, the one place the service and
+        # the console also ask); decisions sits above reviews, so it is imported here, late.
+        from apps.decisions.services import decisions_allowed
+
+        return decisions_allowed(request.user, apv)
 
     @extend_schema_field(inline_serializer("APVWargame", {
         "run": serializers.IntegerField(), "state": serializers.CharField(),
@@ -65,9 +124,7 @@ class APVDetailOutput(APVOutput):
         "advisories": serializers.ListField(child=serializers.CharField()),
     }, allow_null=True))
     def get_wargame(self, apv) -> dict | None:
-        from apps.wargaming.selectors import apv_wargame
-
-        return apv_wargame(apv)
+        return self._wargame(apv)
 
     @extend_schema_field(serializers.DictField(allow_null=True))
     def get_prediction(self, apv) -> dict | None:

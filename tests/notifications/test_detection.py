@@ -119,12 +119,22 @@ def test_one_message_per_sandbox_outage(db, django_capture_on_commit_callbacks):
 
 
 @pytest.mark.django_db
-def test_kev_listing_is_looked_up_only_when_advisories_have_the_field():
-    # The advisories app has no KEV flag yet: the event rests on severity alone, and the
-    # query builds without one (docs/notifications.md, "KEV").
-    from apps.advisories.models import Advisory
-    from apps.notifications.selectors import KEV_FIELDS, apvs_new, kev_field
+def test_a_kev_listed_apv_is_new_whatever_its_severity(tmp_path):
+    # Advisories carry `kev_listed` since issue 14 (CISA KEV imports, docs/advisories.md):
+    # an APV of a KEV-listed advisory is announced even with no severity
+    # (docs/notifications.md, "KEV").
+    from apps.advisories.evidence import kev_import
+    from apps.advisories.services import advisories_import
+    from apps.inventory.services import project_add, project_scan
+    from apps.notifications.selectors import apvs_new, kev_field
+    from tests.factories import ROOT, make_repo, pypa_root
 
-    assert not any(hasattr(Advisory, name) for name in KEV_FIELDS)
-    assert kev_field() is None
-    assert list(apvs_new(since=timezone.now() - timedelta(hours=1))) == []
+    assert kev_field() == "kev_listed"
+    advisories_import(sources=[str(pypa_root() / "pyyaml" / "PYSEC-2021-142.yaml")])
+    repo = make_repo(tmp_path / "svc", {"requirements.txt": "PyYAML==5.3.1\n"})
+    project_scan(project=project_add(name="svc", path=str(repo)))
+    since = timezone.now() - timedelta(hours=1)
+    assert list(apvs_new(since=since)) == []  # unknown severity, not KEV-listed
+    kev_import(path=ROOT / "tests" / "advisories" / "evidence_data"
+               / "known_exploited_vulnerabilities.json")
+    assert [apv.advisory.osv_id for apv in apvs_new(since=since)] == ["PYSEC-2021-142"]

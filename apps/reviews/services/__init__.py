@@ -5,8 +5,10 @@ from apps.reviews.services.apvs import (
     SyncResult,
     apv_codes_allocate,
     apv_payload,
+    apvs_reprioritise,
     apvs_resolve_for_withdrawn_advisories,
     apvs_sync_for_project,
+    projects_rescan_for_packages,
     stats_push_on_commit,
 )
 
@@ -15,7 +17,9 @@ __all__ = [
     "SyncResult",
     "apv_codes_allocate",
     "apv_payload",
+    "apvs_reprioritise",
     "apvs_resolve_for_withdrawn_advisories",
     "apvs_sync_for_project",
+    "projects_rescan_for_packages",
     "stats_push_on_commit",
 ]

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.advisories.models import Advisory
+from apps.core.queue import enqueue_on_commit
 from apps.core.realtime import send_event, send_event_on_commit
 from apps.inventory.models import Dependency, Project
 from apps.reviews.models import APV, APVCodeCounter, APVStatus
@@ -93,16 +94,23 @@ def _refresh(apv: APV, exposure: Exposure, now: datetime) -> bool:
     apv.severity = advisory.severity
     apv.cvss_score = advisory.cvss_score
     apv.fixed_in = list(exposure.fixed_in)
-    apv.priority = apv_priority(
-        cvss_score=advisory.cvss_score, severity=advisory.severity,
-        direct=dependency.direct, fix_available=bool(exposure.fixed_in),
-    )
-    apv.sla_due_at = sla_due(severity=advisory.severity, first_seen=apv.first_seen_at)
+    _rank(apv, advisory, direct=dependency.direct, fix_available=bool(exposure.fixed_in))
     if apv.status == APVStatus.RESOLVED:
         # Found again after it went away (a pin reverted): the exposure is back.
         apv.status, apv.resolved_at, apv.resolution = APVStatus.OPEN, None, ""
     apv.last_seen_at = apv.updated_at = now  # bulk_update does not apply auto_now
     return any(getattr(apv, name) != value for name, value in before.items())
+
+
+def _rank(apv: APV, advisory: Advisory, *, direct: bool, fix_available: bool) -> None:
+    """Priority and SLA from the advisory's severity and exploitation evidence."""
+    apv.priority = apv_priority(
+        cvss_score=advisory.cvss_score, severity=advisory.severity, direct=direct,
+        fix_available=fix_available, epss_percentile=advisory.epss_percentile,
+        kev_listed=advisory.kev_listed,
+    )
+    apv.sla_due_at = sla_due(severity=advisory.severity, first_seen=apv.first_seen_at,
+                             kev_listed=advisory.kev_listed)
 
 
 @transaction.atomic
@@ -209,3 +217,62 @@ def apvs_move_for_patch(*, patch, status: str, before: tuple[str, ...]) -> list[
         if apvs:
             stats_push_on_commit()
     return apvs
+
+
+#: APVs a change of evidence no longer concerns: their priority and SLA are history.
+_SETTLED = (APVStatus.RESOLVED, APVStatus.FALSE_POSITIVE)
+
+
+def apvs_reprioritise(*, advisory_ids: Iterable[int]) -> list[APV]:
+    """Recompute priority and SLA of the unsettled APVs of these advisories (their EPSS or
+    KEV evidence changed): one bulk update of the rows that changed, an ``apv.updated``
+    event for each after commit. Severity and fixed versions are left to the next scan."""
+    ids = sorted(set(advisory_ids))
+    changed: list[APV] = []
+    with transaction.atomic():
+        for start in range(0, len(ids), 500):
+            apvs = (APV.objects.select_for_update(of=("self",))
+                    .filter(advisory_id__in=ids[start:start + 500])
+                    .exclude(status__in=_SETTLED)
+                    .select_related("project", "dependency", "advisory")
+                    .order_by("pk"))
+            for apv in apvs:
+                before = (apv.priority, apv.sla_due_at)
+                _rank(apv, apv.advisory, direct=apv.dependency.direct,
+                      fix_available=bool(apv.fixed_in))
+                if (apv.priority, apv.sla_due_at) != before:
+                    apv.updated_at = timezone.now()
+                    changed.append(apv)
+        APV.objects.bulk_update(changed, ["priority", "sla_due_at", "updated_at"],
+                                batch_size=500)
+        for apv in changed:
+            send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
+        if changed:
+            stats_push_on_commit()
+    log.info("apvs.reprioritised", advisories=len(ids), apvs=len(changed))
+    return changed
+
+
+def projects_rescan_for_packages(*, packages: Iterable[tuple[str, str]]) -> list[int]:
+    """Enqueue, after commit, one ``inventory.scan_project`` per project that has a present,
+    pinned dependency on one of ``packages`` ((ecosystem key, normalised name)): fresh
+    advisories raise their APVs within a minute, not at the daily rescan. Returns the
+    project ids (each once, however many of its packages changed)."""
+    # inventory.tasks imports inventory.services, which imports this module: imported here.
+    from apps.inventory.tasks import scan_project
+
+    wanted = {(eco, name) for eco, name in packages}
+    names = sorted({name for _, name in wanted})
+    projects: set[int] = set()
+    for start in range(0, len(names), 500):
+        rows = (Dependency.objects.filter(present=True,
+                                          normalised_name__in=names[start:start + 500])
+                .exclude(version="")
+                .values_list("project_id", "ecosystem", "normalised_name").distinct())
+        projects.update(project for project, eco, name in rows
+                        if (eco.strip().casefold(), name) in wanted)
+    for project_id in sorted(projects):
+        enqueue_on_commit(scan_project, project_id)
+    if projects:
+        log.info("apvs.rescan_enqueued", projects=len(projects), packages=len(wanted))
+    return sorted(projects)

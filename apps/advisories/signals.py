@@ -1,0 +1,17 @@
+"""What the advisories app announces to the apps above it (SPEC: apps depend one way).
+
+Both are sent after the import's transaction commits; receivers are registered by the
+higher apps in their ``AppConfig.ready()`` (reviews: rescans and re-prioritisation).
+"""
+
+from django.dispatch import Signal
+
+#: An import or sync created or changed advisories (their content, their severity carried
+#: across aliases, or their exploitation evidence). Arguments: ``advisory_ids`` (list of
+#: primary keys) and ``packages`` (list of ``(ecosystem_key, normalised_name)`` those
+#: advisories name): projects depending on one of them may have new or changed APVs.
+advisories_changed = Signal()
+
+#: EPSS or KEV data changed the evidence denormalised on these advisories
+#: (``advisory_ids``): their APVs' priority and SLA follow it; no match changes.
+exploitation_evidence_changed = Signal()
