@@ -7,5 +7,7 @@ class AdvisoriesConfig(AppConfig):
     verbose_name = "Advisories (Oráculo)"
 
     def ready(self) -> None:
-        # The OSV download breaker exists (and shows in /health/components) before a fetch.
+        # The OSV and EPSS/KEV download breakers exist (and show in /health/components)
+        # before a fetch.
+        from apps.advisories import evidence  # noqa: F401
         from apps.advisories.osv import sources  # noqa: F401

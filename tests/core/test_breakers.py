@@ -127,4 +127,4 @@ def test_breakers_show_in_health_and_metrics(client, admin_user, settings, answe
     assert 'immune_circuit_breaker_state{breaker="osv"} 2.0' in metrics
     assert 'immune_circuit_breaker_state{breaker="forge"} 0.0' in metrics
     assert 'immune_circuit_breaker_failures_total{breaker="osv"} ' in metrics
-    assert set(BREAKERS) >= {"broker", "forge", "osv"}
+    assert set(BREAKERS) >= {"broker", "forge", "osv", "evidence"}

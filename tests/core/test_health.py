@@ -32,9 +32,9 @@ def test_ready_reports_each_component_with_latency(client):
     names = set(body["components"])
     assert {"database", "cache", "broker", "channel_layer", "sandbox"} <= names
     # a circuit breaker per network dependency; "redis" only where Redis is configured
-    assert {"circuit.broker", "circuit.forge", "circuit.osv"} <= names
+    assert {"circuit.broker", "circuit.forge", "circuit.osv", "circuit.evidence"} <= names
     assert {n for n in names if n.startswith("circuit.")} <= {
-        "circuit.redis", "circuit.broker", "circuit.forge", "circuit.osv"}
+        "circuit.redis", "circuit.broker", "circuit.forge", "circuit.osv", "circuit.evidence"}
     for component in body["components"].values():
         assert component["status"] == "healthy"
         assert component["latency_ms"] >= 0
