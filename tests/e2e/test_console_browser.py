@@ -147,8 +147,11 @@ def test_approve_in_the_browser_merges_and_the_other_queue_updates_live(browser,
     # leo opens the same APV: rita's page shows who else has it open
     leo_detail = leo_context.new_page()
     leo_detail.goto(rita.url)
-    rita.wait_for_function(
-        "document.getElementById('presence').textContent.includes('leo')", timeout=10_000)
+    # A locator assertion, not wait_for_function: Playwright polls a string predicate with
+    # eval inside the page, which the console's Content-Security-Policy rightly refuses.
+    from playwright.sync_api import expect
+
+    expect(rita.locator("#presence")).to_contain_text("leo", timeout=10_000)
     leo_detail.close()
 
     rita.click("a.decide-approve")
