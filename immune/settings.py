@@ -109,10 +109,12 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
-if IS_PRODUCTION:
-    # Static files from the web process itself (collected, hashed, compressed).
-    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-                      "whitenoise.middleware.WhiteNoiseMiddleware")
+# Static files from the web process itself on every profile (issue 15: under uvicorn the
+# development profile answered 404 for the console's script and Swagger UI, since only
+# runserver serves them): collected, hashed and compressed in production; straight from
+# the apps' and project's static folders otherwise (WHITENOISE_USE_FINDERS below).
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "immune.urls"
 WSGI_APPLICATION = "immune.wsgi.application"
@@ -321,6 +323,14 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+if not IS_PRODUCTION:
+    # No collectstatic in development: WhiteNoise finds files where runserver would, and
+    # an absent STATIC_ROOT is expected, not worth a warning at every start.
+    WHITENOISE_USE_FINDERS = True
+    WHITENOISE_AUTOREFRESH = DEBUG
+    import warnings
+
+    warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
