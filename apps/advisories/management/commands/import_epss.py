@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
-from django.core.management.base import BaseCommand, CommandError
-
 from apps.advisories.evidence import epss_import
+from apps.advisories.management.evidence_command import COMMON_HELP, EvidenceImportCommand
 
 
-class Command(BaseCommand):
+class Command(EvidenceImportCommand):
+    feed = "epss"
     help = (
         "Import FIRST's daily EPSS scores (epss_scores-YYYY-MM-DD.csv, plain or .gz, "
-        "with its #model_version comment line). "
-        "Matched to advisories through their CVE ids and aliases; APVs are "
-        "re-prioritised. A row that cannot be used is listed and skipped. Exits 0 when the "
-        "file was read, 1 when it could not be read at all."
+        "with its #model_version comment line). " + COMMON_HELP
     )
 
-    def add_arguments(self, parser):
-        parser.add_argument("file", metavar="FILE")
-        parser.add_argument("--json", dest="as_json", action="store_true",
-                            help="one JSON line of counts and failures")
-
-    def handle(self, *args, file: str, as_json: bool, **options):
-        report = epss_import(path=file)
-        if as_json:
-            self.stdout.write(json.dumps(report.as_dict(), sort_keys=True))
-        else:
-            for failure in report.failures:
-                self.stderr.write(f"FAILED {failure.where}: {failure.reason}")
-            if report.failed > len(report.failures):
-                self.stderr.write(f"... and {report.failed - len(report.failures)} more")
-            if not report.unreadable:
-                self.stdout.write(
-                    f"epss rows {report.rows}: created {report.created}, updated "
-                    f"{report.updated}, unchanged {report.unchanged}, removed {report.removed}, "
-                    f"failed {report.failed}; advisories updated {report.advisories_updated}")
-        if report.unreadable:
-            raise CommandError(report.unreadable, returncode=1)
+    def run_import(self, path: str):
+        return epss_import(path=path)
