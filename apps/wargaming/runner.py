@@ -21,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 
 from apps.wargaming.environments import EnvironmentError_, environment_for
-from apps.wargaming.exploits import Exploit
+from apps.wargaming.exploits import HARNESS, Exploit
 from apps.wargaming.models import Verdict
 from apps.wargaming.sandbox import Limits, Sandbox, SandboxResult, SandboxUnavailable
 
@@ -106,7 +106,11 @@ def run_exploit(exploit: Exploit, python: Path, *, extra_env: dict | None = None
 
 
 def add_exploit(box: Sandbox, exploit: Exploit) -> str:
-    """The PoC, read-only in the sandbox's /work; where the process finds it."""
+    """The PoC, read-only in the sandbox's /work, with the HTTP harness beside it (always,
+    whatever folder the PoC came from: ``import _http_harness`` works, a PoC that does not
+    import it is unaffected); where the process finds the PoC."""
+    box.add_file(f"/work/{HARNESS.name}", HARNESS.read_bytes())
+    # Added last: a PoC that happens to bear the harness's name is what runs.
     return box.add_file(f"/work/{exploit.path.name}", exploit.path.read_bytes())
 
 
