@@ -114,3 +114,44 @@ def test_invalid_toml_and_wrong_types(tmp_path: Path) -> None:
         (3, "project.dependencies must be an array"),
         (6, "not a string: 1"),
     ]
+
+
+# --- line numbers come from the position scanner the pin editor uses ---------------------
+# (apps.inventory.manifests.lines.toml_positions; these are the layouts the former
+# line-by-line index got wrong.)
+
+
+def test_lines_of_repeated_strings_after_an_include_group_entry(tmp_path: Path) -> None:
+    """Each array element is located by its index, not by its rank among strings: the
+    former index put the two ``six`` entries on each other's line."""
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[dependency-groups]\ntest = [\n  {include-group = "base"},\n'
+                    '  "six==1.15.0",\n  "six==1.15.0",\n]\n')
+    manifest = parse_manifest(tmp_path, path)
+    assert [(d.name, d.line) for d in manifest.dependencies] == [("six", 4), ("six", 5)]
+
+
+def test_line_of_a_dependency_written_with_escapes_or_as_a_multiline_string(
+        tmp_path: Path) -> None:
+    r"""A ``\U`` escape (not JSON's) or a multi-line string used to lose the element's own
+    line (the array's was reported)."""
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[project]\nname = "x"\ndependencies = [\n'
+                    '  "idna==2.0",\n'
+                    '  "six==1.15.0; platform_release == \\"\\U0001F600\\"",\n'
+                    '  """\nattrs==21.4.0""",\n'
+                    ']\n')
+    manifest = parse_manifest(tmp_path, path)
+    assert [(d.name, d.line) for d in manifest.dependencies] == [
+        ("idna", 4), ("six", 5), ("attrs", 6)]
+    assert manifest.dependencies[1].marker == 'platform_release == "\U0001F600"'
+
+
+def test_poetry_dependencies_in_an_inline_table_have_lines(tmp_path: Path) -> None:
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[tool.poetry]\nname = "x"\n'
+                    'dependencies = { python = "^3.9", six = "1.15.0" }\n'
+                    'group.dev.dependencies = { pytest = { version = "7.4.2" } }\n')
+    manifest = parse_manifest(tmp_path, path)
+    assert [(d.name, d.version, d.line) for d in manifest.dependencies] == [
+        ("six", "1.15.0", 3), ("pytest", "7.4.2", 4)]

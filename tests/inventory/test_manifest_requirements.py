@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from apps.inventory.manifests import ParsedDependency, parse_manifest, parse_project
-from apps.inventory.manifests.pip_format import logical_lines, split_args_options
+from apps.inventory.manifests.pip_format import (
+    join_lines,
+    logical_lines,
+    split_args_options,
+    split_lines,
+)
 from apps.inventory.manifests.requirements import parse_requirements, parse_requirements_tree
 
 DATA = Path(__file__).parent / "data"
@@ -151,6 +156,25 @@ def test_logical_lines_follow_pip_joining_and_comment_rules() -> None:
     ]
     assert split_args_options("foo[x]>=1 ; python_version<'3' --hash=sha256:ab") == (
         "foo[x]>=1 ; python_version<'3'", "--hash=sha256:ab")
+
+
+
+def test_logical_lines_map_back_to_physical_columns() -> None:
+    """The pin editor rewrites through the same joining: every piece of a logical line
+    knows its physical line and column; "\\r" before "\\n" belongs to the line ending."""
+    text = "a==1 \\\r\r\n  --hash=sha256:aa \\\r\n  # note\r\nb==2"
+    lines = list(split_lines(text))
+    assert lines == [("a==1 \\", "\r\r\n"), ("  --hash=sha256:aa \\", "\r\n"),
+                     ("  # note", "\r\n"), ("b==2", "")]
+    first, second = join_lines(lines)
+    assert (first.number, first.indexes, first.content) == (1, [0, 1, 2], "a==1   --hash=sha256:aa")
+    assert first.requirement.text == "a==1"
+    ((start, end, token),) = first.requirement.options
+    assert token == "--hash=sha256:aa"
+    assert first.physical_span(start, end) == (1, 2, 18)
+    assert first.physical_span(0, end) is None  # spans two physical lines
+    assert (second.number, second.content) == (4, "b==2")
+    assert [(n, c) for n, c in logical_lines(text)] == [(1, first.content), (4, "b==2")]
 
 
 def test_pinned_only_for_exact_equality(tmp_path: Path) -> None:

@@ -4,14 +4,22 @@ Reference: https://pip.pypa.io/en/stable/reference/requirements-file-format/
 The joining, comment and option-splitting rules mirror pip's own
 ``pip/_internal/req/req_file.py`` so line numbers match what pip reports.
 Requirements themselves are parsed with ``packaging.requirements`` (PEP 508).
+
+The one copy of these rules: the inventory reads requirements files with
+:func:`logical_lines`, and the reviews' pin editor (``apps/reviews/patching/manifest_edit``)
+rewrites them through :func:`split_lines`/:func:`join_lines`, whose :class:`LogicalLine`
+maps every character back to its physical line and column.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
+from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from packaging.markers import Marker
@@ -25,10 +33,6 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-# pip: a comment starts at "#" at the beginning of a line or after whitespace,
-# so "pkg#egg" style URL fragments are not comments. pip writes this as the regular
-# expression ``(^|\s+)#.*$``, whose search is quadratic in a run of spaces (32,000 spaces
-# took 18 s): :func:`strip_comment` applies the same rule in one pass.
 # Only used to *recognise* a URL (scheme://), never to parse a requirement.
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _ARCHIVE_SUFFIXES = (
@@ -47,49 +51,155 @@ _SHORT_VALUE_OPTIONS = frozenset({"-r", "-c", "-e", "-i", "-f"})
 _LONG_ALIASES = {"--requirement": "-r", "--constraint": "-c", "--editable": "-e"}
 
 
-def logical_lines(text: str) -> Iterator[tuple[int, str]]:
-    """Yield ``(first_line_number, content)`` for each logical line.
+def split_lines(text: str) -> Iterator[tuple[str, str]]:
+    """Physical lines as ``(content, ending)`` pairs, lazily; ``content + ending`` is the
+    line exactly as written.
 
-    A trailing backslash continues a line (unless the line is a comment), then
-    comments are stripped and blank results dropped: pip's ``join_lines`` and
-    ``ignore_comments``. The number is that of the line the logical line starts on.
+    A line ends at "\\n"; "\\r" characters before it belong to the ending (so a CRLF
+    file, or a stray "\\r\\r\\n", reads like an LF one). The last line may have no
+    "\\n": its ending is then its trailing "\\r" characters, or "".
     """
-    start: int | None = None
+    position = 0
+    while position < len(text):
+        newline = text.find("\n", position)
+        end = len(text) if newline == -1 else newline
+        raw = text[position:end]
+        content = raw.rstrip("\r")
+        yield content, raw[len(content):] + ("" if newline == -1 else "\n")
+        position = end + 1
+
+
+class RequirementPart(NamedTuple):
+    """A logical line split into its requirement and the options that follow it."""
+
+    start: int  # where the requirement text starts in LogicalLine.joined
+    text: str  # the requirement as written; "" on a blank or option-only line
+    option_text: str  # what :func:`parse_options` reads
+    # The options after a requirement as (start, end, token) in joined: whitespace-
+    # separated tokens ("--hash=sha256:..", or "--hash" then its value).
+    options: list[tuple[int, int, str]]
+
+
+@dataclass
+class LogicalLine:
+    """One logical line of a requirements file, with a map back to its physical lines.
+
+    ``joined`` is pip's ``join_lines`` result (continuation backslashes removed, a " "
+    put before a comment line that ends a continuation); ``content`` is ``joined``
+    without its comment and surrounding whitespace (pip's ``ignore_comments``), what
+    the requirement and its options are read from.
+    """
+
+    indexes: list[int]  # the physical lines it covers (0-based)
+    joined: str
+    # One (start in joined, physical line index, column) per piece of joined text: a
+    # physical line's content, or the " " before a comment line (index None).
+    pieces: list[tuple[int, int | None, int]]
+    start: int  # content is joined[start:end]
+    end: int
+
+    @property
+    def number(self) -> int:
+        """The 1-based line the logical line starts on (the line pip reports)."""
+        return self.indexes[0] + 1
+
+    @property
+    def content(self) -> str:
+        return self.joined[self.start:self.end]
+
+    @cached_property
+    def requirement(self) -> RequirementPart:
+        """pip's ``break_args_options`` on ``content``, with positions in ``joined``."""
+        args, options = split_args_options(self.content)
+        if not args:
+            return RequirementPart(self.start, "", options, [])
+        at = self.end - len(options)
+        tokens = [(at + m.start(), at + m.end(), m.group())
+                  for m in re.finditer(r"\S+", options)]
+        return RequirementPart(self.start, args, options, tokens)
+
+    def physical_span(self, start: int, end: int) -> tuple[int, int, int] | None:
+        """``(line index, start column, end column)`` of ``joined[start:end]``, or None
+        when that text is empty or not all on one physical line."""
+        at = bisect.bisect_right(self.pieces, start, key=lambda piece: piece[0]) - 1
+        if start >= end or at < 0:
+            return None
+        offset, index, column = self.pieces[at]
+        limit = self.pieces[at + 1][0] if at + 1 < len(self.pieces) else len(self.joined)
+        if index is None or end > limit:
+            return None
+        return index, column + start - offset, column + end - offset
+
+
+def join_lines(lines: Iterable[tuple[str, str]]) -> Iterator[LogicalLine]:
+    """Group physical ``(content, ending)`` lines into logical lines, as pip does.
+
+    A trailing backslash continues a line unless the line is a comment (pip's
+    ``join_lines``); the comment rule is :func:`strip_comment`'s (pip's
+    ``ignore_comments``). Blank and comment-only logical lines are included, with an
+    empty ``content``.
+    """
+    indexes: list[int] = []
     parts: list[str] = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
-        is_comment = line.lstrip().startswith("#")
-        if not line.endswith("\\") or is_comment:
-            if is_comment:
-                line = " " + line  # so the comment rule still matches once joined
-            if parts:
-                parts.append(line)
-                yield from _clean(start or number, "".join(parts))
-                parts, start = [], None
-            else:
-                yield from _clean(number, line)
+    pieces: list[tuple[int, int | None, int]] = []
+    length = 0
+    for index, (content, _) in enumerate(lines):
+        is_comment = content.lstrip().startswith("#")
+        continued = content.endswith("\\") and not is_comment
+        start = 0
+        if continued:  # pip: line.strip("\\")
+            start = len(content) - len(content.lstrip("\\"))
+            piece = content[start:max(start, len(content.rstrip("\\")))]
         else:
-            if not parts:
-                start = number
-            parts.append(line.strip("\\"))
-    if parts:
-        yield from _clean(start or 1, "".join(parts))
+            piece = content
+            if is_comment:  # so the comment rule still matches once joined
+                parts.append(" ")
+                pieces.append((length, None, 0))
+                length += 1
+        parts.append(piece)
+        pieces.append((length, index, start))
+        length += len(piece)
+        indexes.append(index)
+        if not continued:
+            yield _logical(indexes, parts, pieces)
+            indexes, parts, pieces, length = [], [], [], 0
+    if indexes:
+        yield _logical(indexes, parts, pieces)
+
+
+def _logical(indexes: list[int], parts: list[str],
+             pieces: list[tuple[int, int | None, int]]) -> LogicalLine:
+    joined = "".join(parts)
+    body = strip_comment(joined)
+    start = len(body) - len(body.lstrip())
+    return LogicalLine(indexes, joined, pieces, start, start + len(body.strip()))
+
+
+def logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Yield ``(first_line_number, content)`` for each non-blank logical line.
+
+    The number is that of the line the logical line starts on (see :func:`join_lines`).
+    """
+    for line in join_lines(split_lines(text)):
+        content = line.content
+        if content:
+            yield line.number, content
 
 
 def strip_comment(line: str) -> str:
-    """``line`` without its comment: from the first "#" at the start or after whitespace."""
+    """``line`` without its comment: from the first "#" at the start or after whitespace.
+
+    pip: a comment starts at "#" at the beginning of a line or after whitespace, so
+    "pkg#egg" style URL fragments are not comments. pip writes this as the regular
+    expression ``(^|\\s+)#.*$``, whose search is quadratic in a run of spaces (32,000
+    spaces took 18 s): this applies the same rule in one pass.
+    """
     at = line.find("#")
     while at != -1:
         if at == 0 or line[at - 1].isspace():
             return line[:at]
         at = line.find("#", at + 1)
     return line
-
-
-def _clean(number: int, line: str) -> Iterator[tuple[int, str]]:
-    line = strip_comment(line).strip()
-    if line:
-        yield number, line
 
 
 def split_args_options(line: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from .discovery import PYPROJECT
-from .lines import TomlLines, toml_lines
+from .lines import TomlPositions, toml_positions
 from .pip_format import from_requirement
 from .records import (
     PYPI,
@@ -53,7 +54,7 @@ def load_toml(root: Path, path: Path, kind: str) -> tuple[str, dict[str, Any]] |
                               unread=(rel,))
 
 
-def _table(data: Any, *keys: str) -> dict[str, Any]:
+def toml_table(data: Any, *keys: str) -> dict[str, Any]:
     """``data[k1][k2]...`` when every step is a table, else an empty dict."""
     for key in keys:
         data = data.get(key) if isinstance(data, dict) else None
@@ -62,26 +63,26 @@ def _table(data: Any, *keys: str) -> dict[str, Any]:
 
 def poetry_dependency_tables(data: dict[str, Any]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
     """Poetry's dependency tables with their TOML paths: main, legacy dev, and groups."""
-    poetry = _table(data, "tool", "poetry")
+    poetry = toml_table(data, "tool", "poetry")
     tables = [
-        (("tool", "poetry", "dependencies"), _table(poetry, "dependencies")),
-        (("tool", "poetry", "dev-dependencies"), _table(poetry, "dev-dependencies")),
+        (("tool", "poetry", "dependencies"), toml_table(poetry, "dependencies")),
+        (("tool", "poetry", "dev-dependencies"), toml_table(poetry, "dev-dependencies")),
     ]
-    for group, body in _table(poetry, "group").items():
+    for group, body in toml_table(poetry, "group").items():
         tables.append((("tool", "poetry", "group", group, "dependencies"),
-                       _table(body, "dependencies")))
+                       toml_table(body, "dependencies")))
     return tables
 
 
-def _pep508_lists(data: dict[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
+def pep508_lists(data: dict[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
     """Every PEP 508 string array with its TOML path (PEP 621 and PEP 735)."""
-    project = _table(data, "project")
+    project = toml_table(data, "project")
     arrays: list[tuple[tuple[str, ...], Any]] = []
     if "dependencies" in project:
         arrays.append((("project", "dependencies"), project["dependencies"]))
-    for extra, items in _table(project, "optional-dependencies").items():
+    for extra, items in toml_table(project, "optional-dependencies").items():
         arrays.append((("project", "optional-dependencies", extra), items))
-    for group, items in _table(data, "dependency-groups").items():
+    for group, items in toml_table(data, "dependency-groups").items():
         arrays.append((("dependency-groups", group), items))
     return arrays
 
@@ -89,7 +90,7 @@ def _pep508_lists(data: dict[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
 def declared_names(data: dict[str, Any]) -> set[str]:
     """PEP 503 names of every package a pyproject.toml asks for by name."""
     names: set[str] = set()
-    for _, items in _pep508_lists(data):
+    for _, items in pep508_lists(data):
         for item in items if isinstance(items, list) else []:
             try:
                 names.add(normalise_name(PYPI, Requirement(item).name))
@@ -100,27 +101,33 @@ def declared_names(data: dict[str, Any]) -> set[str]:
     return names
 
 
-def poetry_exact_version(constraint: str) -> str | None:
-    """The version when a Poetry constraint is an exact pin ("1.2.3", "==1.2.3", "=1.2.3")."""
-    text = constraint.strip()
-    for prefix in ("==", "="):
-        if text.startswith(prefix):
-            text = text[len(prefix):].strip()
-            break
-    if not text or "*" in text:
+_POETRY_EXACT = re.compile(r"\s*(?:==?\s*)?(?P<version>[^\s*]+)\s*")
+
+
+def poetry_exact_span(constraint: str) -> tuple[int, int] | None:
+    """Where the version is in a Poetry constraint that is an exact pin ("1.2.3",
+    "==1.2.3", "=1.2.3"): a PEP 440 version; ``^``/``~``/ranges/wildcards are not pins."""
+    match = _POETRY_EXACT.fullmatch(constraint)
+    if not match:
         return None
     try:
-        Version(text)  # PEP 440; anything else (^1.2, ~1.2, >=1,<2) is a range
+        Version(match["version"])  # anything else (^1.2, ~1.2, >=1,<2) is a range
     except InvalidVersion:
         return None
-    return text
+    return match.start("version"), match.end("version")
+
+
+def poetry_exact_version(constraint: str) -> str | None:
+    """The version when a Poetry constraint is an exact pin (see :func:`poetry_exact_span`)."""
+    span = poetry_exact_span(constraint)
+    return constraint[span[0]:span[1]] if span else None
 
 
 class _PyprojectParser:
     def __init__(self, rel: str, text: str, data: dict[str, Any]) -> None:
         self.rel = rel
         self.data = data
-        self.lines: TomlLines = toml_lines(text)
+        self.lines: TomlPositions = toml_positions(text)
         self.deps: list[ParsedDependency] = []
         self.errors: list[ManifestError] = []
 
@@ -131,16 +138,16 @@ class _PyprojectParser:
 
     def _pep508(self) -> set[str]:
         main: set[str] = set()
-        for path, items in _pep508_lists(self.data):
+        for path, items in pep508_lists(self.data):
             if not isinstance(items, list):
                 self.errors.append(ManifestError(
-                    self.rel, self.lines.keys.get(path), f"{'.'.join(path)} must be an array"))
+                    self.rel, self.lines.key_lines.get(path), f"{'.'.join(path)} must be an array"))
                 continue
             for position, item in enumerate(items):
                 if isinstance(item, dict) and "include-group" in item:
                     continue  # PEP 735 reference to another group
-                line = (self.lines.string_line(path, position, item)
-                        if isinstance(item, str) else None) or self.lines.keys.get(path)
+                line = (self.lines.string_line((*path, position), item)
+                        if isinstance(item, str) else None) or self.lines.key_lines.get(path)
                 if not isinstance(item, str):
                     self.errors.append(ManifestError(self.rel, line, f"not a string: {item!r}"))
                     continue
@@ -163,7 +170,7 @@ class _PyprojectParser:
                 normalised = normalise_name(PYPI, name)
                 if normalised == "python" or (is_main and normalised in pep621):
                     continue
-                line = self.lines.keys.get((*path, name))
+                line = self.lines.key_lines.get((*path, name))
                 entries = value if isinstance(value, list) else [value]
                 for entry in entries:
                     self._poetry_entry(name, normalised, entry, line)

@@ -32,6 +32,7 @@ declaration next to the lock:
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from .discovery import PDM_LOCK, PIPFILE_LOCK, POETRY_LOCK, UV_LOCK
-from .lines import json_container_lines, toml_lines
+from .lines import TomlPositions, json_container_lines, toml_positions
 from .pyproject import declared_names, load_toml
 from .records import (
     PYPI,
@@ -85,6 +86,52 @@ def _packages(data: dict[str, Any], rel: str, errors: list[ManifestError]) -> li
     return packages
 
 
+def _named_packages(lines: TomlPositions, packages: list, rel: str,
+                    errors: list[ManifestError]) -> Iterator[tuple[int | None, str, dict]]:
+    """``(line, name, table)`` of each ``[[package]]``; an entry without a name is an error."""
+    for position, package in enumerate(packages):
+        line = lines.key_lines.get(("package", position, "name"))
+        name = package.get("name") if isinstance(package, dict) else None
+        if not isinstance(name, str) or not name:
+            errors.append(ManifestError(rel, line, "package entry without a name"))
+            continue
+        yield line, name, package
+
+
+def _resolved_packages(
+        lines: TomlPositions, data: dict[str, Any], rel: str, errors: list[ManifestError],
+        declared: set[str] | None, *, marker_key: str,
+        legacy_key: Callable[[str, Any], str | None],
+) -> Iterator[tuple[dict, ParsedDependency]]:
+    """poetry.lock's and pdm.lock's ``[[package]]`` entries, which share a layout, each with
+    its dependency: pinned at ``version``, hashes from the entry's ``files`` or, in older
+    locks, from ``[metadata.files]`` under ``legacy_key(name, version)``, a string marker
+    under ``marker_key``, direct when ``declared`` (None: unknown, all direct) names it."""
+    metadata = data.get("metadata")
+    legacy_files = metadata.get("files") if isinstance(metadata, dict) else None
+    if not isinstance(legacy_files, dict):
+        legacy_files = {}
+    for line, name, package in _named_packages(lines, _packages(data, rel, errors), rel,
+                                               errors):
+        version = package.get("version")
+        files = package.get("files")
+        if files is None:
+            files = legacy_files.get(legacy_key(name, version))
+        marker = package.get(marker_key)
+        direct = True if declared is None else normalise_name(PYPI, name) in declared
+        yield package, _lock_dependency(name, version, rel, line, direct,
+                                        marker=marker if isinstance(marker, str) else "",
+                                        hashes=_hashes(files))
+
+
+def _poetry_files_key(name: str, _version: Any) -> str:
+    return name
+
+
+def _pdm_files_key(name: str, version: Any) -> str | None:
+    return f"{name} {version}" if isinstance(version, str) else None
+
+
 def parse_poetry_lock(root: Path, path: Path) -> ParsedManifest:
     """Parse a poetry.lock (Poetry 1.x and 2.x lock formats)."""
     loaded = load_toml(root, path, POETRY_LOCK)
@@ -95,25 +142,12 @@ def parse_poetry_lock(root: Path, path: Path) -> ParsedManifest:
     errors: list[ManifestError] = []
     pyproject = _sibling_toml(path.parent / "pyproject.toml")
     declared = declared_names(pyproject) if pyproject is not None else None
-    lines = toml_lines(text)
-    # Poetry < 1.2 kept hashes in [metadata.files], keyed by package name.
-    legacy_files = data.get("metadata", {}).get("files", {}) if isinstance(
-        data.get("metadata"), dict) else {}
-    deps: list[ParsedDependency] = []
-    for position, package in enumerate(_packages(data, rel, errors)):
-        line = lines.keys.get(("package", position, "name"))
-        name = package.get("name") if isinstance(package, dict) else None
-        if not isinstance(name, str) or not name:
-            errors.append(ManifestError(rel, line, "package entry without a name"))
-            continue
-        files = package.get("files")
-        if files is None and isinstance(legacy_files, dict):
-            files = legacy_files.get(name)
-        # Poetry 2 writes markers per package, either a string or a table per group.
-        marker = package.get("markers") if isinstance(package.get("markers"), str) else ""
-        direct = True if declared is None else normalise_name(PYPI, name) in declared
-        deps.append(_lock_dependency(name, package.get("version"), rel, line, direct,
-                                     marker=marker, hashes=_hashes(files)))
+    # Poetry < 1.2 kept hashes in [metadata.files], keyed by package name. Poetry 2 writes
+    # markers per package: a string is kept, a table (one marker per group) is not.
+    lines = toml_positions(text, strings=False)
+    deps = [dep for _, dep in _resolved_packages(lines, data, rel, errors, declared,
+                                                 marker_key="markers",
+                                                 legacy_key=_poetry_files_key)]
     return ParsedManifest(rel, POETRY_LOCK, deps, errors)
 
 
@@ -142,40 +176,27 @@ def parse_pdm_lock(root: Path, path: Path) -> ParsedManifest:
     text, data = loaded
     rel = relative_posix(root, path)
     errors: list[ManifestError] = []
+    lines = toml_positions(text, strings=False)
     metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
     version = metadata.get("lock_version")
     if isinstance(version, str) and version.split(".")[0] not in ("3", "4"):
         # Older formats (lock_version 2, "sections") are PDM 1.x; newer majors may move keys.
-        errors.append(ManifestError(rel, toml_lines(text).keys.get(("metadata", "lock_version")),
+        errors.append(ManifestError(rel, lines.key_lines.get(("metadata", "lock_version")),
                                     f"lock_version {version} is not 3.x or 4.x; "
                                     f"read as 4.x"))
-    legacy_files = metadata.get("files") if isinstance(metadata.get("files"), dict) else {}
     pyproject = _sibling_toml(path.parent / "pyproject.toml")
     declared = _pdm_declared(pyproject) if pyproject is not None else None
-    lines = toml_lines(text)
     merged: dict[tuple[str, str], ParsedDependency] = {}
-    for position, package in enumerate(_packages(data, rel, errors)):
-        line = lines.keys.get(("package", position, "name"))
-        name = package.get("name") if isinstance(package, dict) else None
-        if not isinstance(name, str) or not name:
-            errors.append(ManifestError(rel, line, "package entry without a name"))
-            continue
+    for package, dep in _resolved_packages(lines, data, rel, errors, declared,
+                                           marker_key="marker", legacy_key=_pdm_files_key):
         if "path" in package:
             continue  # a local folder or archive, not a PyPI distribution
-        pinned = package.get("version")
-        files = package.get("files")
-        if files is None and isinstance(pinned, str):
-            files = legacy_files.get(f"{name} {pinned}")
         extras = package.get("extras")
         extras = tuple(sorted(str(e) for e in extras)) if isinstance(extras, list) else ()
-        marker = package.get("marker") if isinstance(package.get("marker"), str) else ""
-        normalised = normalise_name(PYPI, name)
-        direct = True if declared is None else normalised in declared
-        dep = _lock_dependency(name, pinned, rel, line, direct, extras, marker, _hashes(files))
-        key = (normalised, dep.version or "")
+        key = (dep.normalised_name, dep.version or "")
         first = merged.get(key)
         if first is None:
-            merged[key] = dep
+            merged[key] = replace(dep, extras=extras)
         else:  # the "name[extra]" entry of a package already listed: one dependency
             merged[key] = replace(first, extras=tuple(sorted({*first.extras, *extras})),
                                   hashes=first.hashes or dep.hashes)
@@ -208,14 +229,9 @@ def parse_uv_lock(root: Path, path: Path) -> ParsedManifest:
     for member in members:
         for key in ("dependencies", "optional-dependencies", "dev-dependencies"):
             direct_names |= _edge_names(member.get(key))
-    lines = toml_lines(text)
     deps: list[ParsedDependency] = []
-    for position, package in enumerate(packages):
-        line = lines.keys.get(("package", position, "name"))
-        name = package.get("name") if isinstance(package, dict) else None
-        if not isinstance(name, str) or not name:
-            errors.append(ManifestError(rel, line, "package entry without a name"))
-            continue
+    lines = toml_positions(text, strings=False)
+    for line, name, package in _named_packages(lines, packages, rel, errors):
         if _is_member(package):
             continue  # the project itself (or a workspace member), not a dependency
         sdist = package.get("sdist")

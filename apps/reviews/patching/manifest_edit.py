@@ -6,14 +6,17 @@ manifest's text and returns the new text, or raises :class:`ManualPatchRequired`
 a reason a person can act on when the file cannot be edited safely.
 
 * pip requirements files (``*.txt``): the requirement's logical line is found with
-  pip's own joining, comment and option-splitting rules, checked with
-  ``packaging.requirements``, and only the version token of its ``==``/``===``
-  clause is replaced. ``--hash`` options of that requirement are removed (they
-  cannot match the new version) and a note says to regenerate them.
+  pip's own joining, comment and option-splitting rules, read as the inventory reads
+  them (``apps.inventory.manifests.pip_format``, which also maps every character back
+  to its physical line and column), checked with ``packaging.requirements``, and only
+  the version token of its ``==``/``===`` clause is replaced. ``--hash`` options of
+  that requirement are removed (they cannot match the new version) and a note says to
+  regenerate them.
 * ``pyproject.toml``: PEP 621 / PEP 735 dependency strings and Poetry's dependency
-  tables. A small position-tracking TOML scanner finds the string to edit; the
-  result is re-parsed with ``tomllib`` and must equal the old document with just
-  that value changed.
+  tables, found where the inventory finds them (``apps.inventory.manifests.pyproject``).
+  The inventory's position-tracking TOML scanner (``apps.inventory.manifests.lines``)
+  finds the string to edit; the result is re-parsed with ``tomllib`` and must equal
+  the old document with just that value changed.
 * Lock files and SBOMs are never edited: their hashes and resolved trees must come
   from the tool that owns them. Everything else is not supported.
 
@@ -34,8 +37,19 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from apps.reviews.patching.pip_lines import LogicalLine, logical_lines, split_lines
-from apps.reviews.patching.toml_locator import TomlLocator, TomlScanError, TomlString
+from apps.inventory.manifests.lines import TomlPositions, TomlString, toml_positions
+from apps.inventory.manifests.pip_format import (
+    LogicalLine,
+    join_lines,
+    parse_options,
+    pinned_version,
+    split_lines,
+)
+from apps.inventory.manifests.pyproject import (
+    pep508_lists,
+    poetry_dependency_tables,
+    poetry_exact_span,
+)
 
 
 @dataclass(frozen=True)
@@ -214,14 +228,14 @@ def _choose(decls: list[_Decl], job: _Job) -> tuple[list[_Decl], list[str]]:
 
 
 def _classify(req: Requirement) -> tuple[str | None, str, str]:
-    """``(pinned version, operator, why not a pin)`` of a PEP 508 requirement."""
+    """``(pinned version, operator, why not a pin)`` of a PEP 508 requirement: a pin is
+    what the inventory records as one (:func:`pinned_version`)."""
     if req.url:
         return None, "", "a direct reference to a URL"
-    specs = list(req.specifier)
-    if len(specs) != 1 or specs[0].operator not in ("==", "===") or \
-            specs[0].version.endswith("*"):
+    pinned = pinned_version(req.specifier)
+    if pinned is None:
         return None, "", "not an exact pin (a single == or ===)"
-    return specs[0].version, specs[0].operator, ""
+    return pinned, next(iter(req.specifier)).operator, ""
 
 
 def _pin_span(req_text: str, pinned: str, where: str) -> tuple[int, int]:
@@ -247,7 +261,20 @@ def _pins_as_intended(text: str, old: Requirement, op: str, new_version: str) ->
 
 # --- pip requirements files -------------------------------------------------------
 
-# pip: a comment starts at "#" at the beginning of a line or after whitespace.
+def _requirement(logical: LogicalLine) -> Requirement | None:
+    """The PEP 508 requirement of a logical line; None for a URL, a path, an option line
+    or a line the inventory reports as an error instead of a dependency (a broken
+    requirement, options pip rejects such as a ``--hash`` without a value)."""
+    part = logical.requirement
+    if not part.text:
+        return None
+    try:
+        parse_options(part.option_text)
+        return Requirement(part.text)
+    except (InvalidRequirement, ValueError):
+        return None
+
+
 def _hash_tokens(options: list[tuple[int, int, str]]) -> tuple[list[int], int]:
     """Indexes of the tokens making up ``--hash`` options, and how many options that is."""
     tokens: list[int] = []
@@ -270,25 +297,23 @@ def _hash_tokens(options: list[tuple[int, int, str]]) -> tuple[list[int], int]:
 
 def _physical_span(logical: LogicalLine, start: int, end: int, where: str) -> tuple[int, int, int]:
     """``(line index, start column, end column)`` of a joined span on one physical line."""
-    cells = logical.where[start:end]
-    if not cells or None in cells or len({cell[0] for cell in cells}) != 1 \
-            or cells[-1][1] - cells[0][1] != len(cells) - 1:
+    span = logical.physical_span(start, end)
+    if span is None:
         raise ManualPatchRequired(f"{where}: a token spans several lines; edit it by hand")
-    return cells[0][0], cells[0][1], cells[-1][1] + 1
+    return span
 
 
 def _upgrade_requirements(text: str, job: _Job) -> ManifestEdit:
-    lines = split_lines(text)
-    logicals = logical_lines(lines)
+    lines = list(split_lines(text))
+    logicals = list(join_lines(lines))
     decls = []
     for logical in logicals:
-        req = logical.req
+        req = _requirement(logical)
         if req is None or canonicalize_name(req.name) != job.canonical:
             continue
         pinned, op, loose = _classify(req)
-        first = logical.indexes[0] + 1
-        decls.append(_Decl(first, frozenset(i + 1 for i in logical.indexes), logical.req_text,
-                           pinned, loose, (logical, op)))
+        decls.append(_Decl(logical.number, frozenset(i + 1 for i in logical.indexes),
+                           logical.requirement.text, pinned, loose, (logical, op)))
     chosen, notes = _choose(decls, job)
 
     new_content: dict[int, str] = {}
@@ -298,15 +323,16 @@ def _upgrade_requirements(text: str, job: _Job) -> ManifestEdit:
     for decl in chosen:
         logical, op = decl.data
         where = f"{job.path}:{decl.first_line}"
-        start, end = _pin_span(logical.req_text, decl.pinned, where)
+        req_start, req_text, _, options = logical.requirement
+        start, end = _pin_span(req_text, decl.pinned, where)
         edits: dict[int, list[tuple[int, int, str]]] = {}
         index, col_start, col_end = _physical_span(
-            logical, logical.req_start + start, logical.req_start + end, where)
+            logical, req_start + start, req_start + end, where)
         edits.setdefault(index, []).append((col_start, col_end, job.new))
-        hash_positions, hash_count = _hash_tokens(logical.options or [])
+        hash_positions, hash_count = _hash_tokens(options)
         deletions: dict[int, list[tuple[int, int]]] = {}
         for position in hash_positions:
-            token_start, token_end, _ = logical.options[position]
+            token_start, token_end, _ = options[position]
             index, col_start, col_end = _physical_span(logical, token_start, token_end, where)
             deletions.setdefault(index, []).append((col_start, col_end))
         for index, spans in deletions.items():
@@ -336,9 +362,9 @@ def _upgrade_requirements(text: str, job: _Job) -> ManifestEdit:
                 "pip-compile --generate-hashes")
         edited[logical.indexes[0]] = (logical, op)
 
-    if any(decl.data[0].options and _hash_tokens(decl.data[0].options)[1] for decl in chosen):
+    if any(_hash_tokens(decl.data[0].requirement.options)[1] for decl in chosen):
         others = [lg for lg in logicals if lg.indexes[0] not in edited
-                  and lg.options and _hash_tokens(lg.options)[1]]
+                  and _hash_tokens(lg.requirement.options)[1]]
         if others:
             notes.append(
                 f"{job.path}: other requirements still carry --hash options, so pip runs in "
@@ -347,10 +373,11 @@ def _upgrade_requirements(text: str, job: _Job) -> ManifestEdit:
 
     new_lines = [(new_content.get(i, content), ending)
                  for i, (content, ending) in enumerate(lines) if i not in dropped]
-    if lines and lines[-1][1] == "" and new_lines and new_lines[-1][1] != "":
-        new_lines[-1] = (new_lines[-1][0], "")  # the file did not end with a newline
+    if lines and not lines[-1][1].endswith("\n") and new_lines \
+            and new_lines[-1][1].endswith("\n"):
+        new_lines[-1] = (new_lines[-1][0], lines[-1][1])  # the file did not end with a newline
     new_text = "".join(content + ending for content, ending in new_lines)
-    _verify_requirements(logicals, logical_lines(new_lines), edited, job)
+    _verify_requirements(logicals, list(join_lines(new_lines)), edited, job)
     return ManifestEdit(new_text, notes, sorted(changed))
 
 
@@ -388,14 +415,14 @@ def _verify_requirements(old: list[LogicalLine], new: list[LogicalLine],
                 raise fail("rewriting the requirement changed another line")
             continue
         _, op = edited[before.indexes[0]]
-        line = before.indexes[0] + 1
-        if before.req is None or not _pins_as_intended(after.req_text, before.req, op,
-                                                       job.new):
-            raise fail(f"line {line} would read `{after.req_text}`, which does not pin "
+        line = before.number
+        old_req, after_text = _requirement(before), after.requirement.text
+        if old_req is None or not _pins_as_intended(after_text, old_req, op, job.new):
+            raise fail(f"line {line} would read `{after_text}`, which does not pin "
                        f"{job.package} {job.new}")
-        hashes = set(_hash_tokens(before.options or [])[0])
-        kept = [t for i, t in enumerate(before.options or []) if i not in hashes]
-        if [t[2] for t in after.options or []] != [t[2] for t in kept]:
+        hashes = set(_hash_tokens(before.requirement.options)[0])
+        kept = [t for i, t in enumerate(before.requirement.options) if i not in hashes]
+        if [t[2] for t in after.requirement.options] != [t[2] for t in kept]:
             raise fail(f"line {line} would lose or keep the wrong options")
 
 
@@ -406,27 +433,6 @@ def _toml_get(doc: Any, path: tuple) -> Any:
     for key in path:
         doc = doc[key]
     return doc
-
-
-def _toml_table(data: Any, *keys: str) -> dict[str, Any]:
-    for key in keys:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data if isinstance(data, dict) else {}
-
-
-def _poetry_exact(constraint: str) -> tuple[int, int] | None:
-    """Span of the version in an exact Poetry constraint ("1.2.3", "==1.2.3", "=1.2.3").
-
-    The same rule as the inventory's: ``^``/``~``/ranges/wildcards are not pins.
-    """
-    match = re.fullmatch(r"\s*(?:==?\s*)?(?P<version>[^\s*]+)\s*", constraint)
-    if not match:
-        return None
-    try:
-        Version(match["version"])
-    except InvalidVersion:
-        return None
-    return match.start("version"), match.end("version")
 
 
 @dataclass
@@ -445,11 +451,10 @@ def _upgrade_pyproject(text: str, job: _Job) -> ManifestEdit:
     except tomllib.TOMLDecodeError as exc:
         raise ManualPatchRequired(f"{job.path} is not valid TOML ({exc}); upgrade "
                                   f"{job.package} by hand") from exc
-    try:
-        locator = TomlLocator(text).scan()
-    except TomlScanError as exc:
+    locator = toml_positions(text)
+    if locator.error:
         raise ManualPatchRequired(f"{job.path}: cannot locate values in this TOML layout "
-                                  f"({exc}); upgrade {job.package} by hand") from exc
+                                  f"({locator.error}); upgrade {job.package} by hand")
     decls = _pep508_decls(doc, locator, job) + _poetry_decls(doc, locator, job)
     chosen, notes = _choose(decls, job)
     if not chosen:
@@ -462,7 +467,7 @@ def _upgrade_pyproject(text: str, job: _Job) -> ManifestEdit:
         target: _TomlTarget = decl.data
         leaf = target.leaf
         start, end = target.span
-        raw_start, raw_end = leaf.offsets[start], leaf.offsets[end]
+        raw_start, raw_end = leaf.raw_index(start), leaf.raw_index(end)
         if text[raw_start:raw_end] != leaf.value[start:end]:
             raise ManualPatchRequired(f"{job.path}:{decl.first_line}: the version is written "
                                       f"with escapes; upgrade {job.package} by hand")
@@ -503,7 +508,7 @@ def _verify_pyproject(new_text: str, expected: dict,
         if target.kind == "pep508":
             ok = _pins_as_intended(new_value, target.req, target.op, job.new)
         else:
-            span = _poetry_exact(new_value)
+            span = poetry_exact_span(new_value)
             ok = span is not None and new_value[span[0]:span[1]] == job.new
         if not ok or _toml_get(new_doc, path) != new_value:
             raise ManualPatchRequired(f"{job.path}:{decl.first_line}: the edited value "
@@ -511,7 +516,7 @@ def _verify_pyproject(new_text: str, expected: dict,
                                       "upgrade it by hand")
 
 
-def _leaf(locator: TomlLocator, doc: dict, path: tuple, job: _Job) -> TomlString:
+def _leaf(locator: TomlPositions, doc: dict, path: tuple, job: _Job) -> TomlString:
     leaf = locator.strings.get(path)
     if leaf is None or leaf.value != _toml_get(doc, path):
         raise ManualPatchRequired(f"{job.path}: cannot locate {'.'.join(map(str, path))} in "
@@ -519,21 +524,14 @@ def _leaf(locator: TomlLocator, doc: dict, path: tuple, job: _Job) -> TomlString
     return leaf
 
 
-def _leaf_lines(locator: TomlLocator, leaf: TomlString) -> set[int]:
+def _leaf_lines(locator: TomlPositions, leaf: TomlString) -> set[int]:
     return set(range(locator.line_of(leaf.start), locator.line_of(leaf.end - 1) + 1))
 
 
-def _pep508_decls(doc: dict, locator: TomlLocator, job: _Job) -> list[_Decl]:
+def _pep508_decls(doc: dict, locator: TomlPositions, job: _Job) -> list[_Decl]:
     """PEP 621 ``project.(optional-)dependencies`` and PEP 735 ``dependency-groups``."""
-    project = _toml_table(doc, "project")
-    arrays: list[tuple[tuple, Any]] = [(("project", "dependencies"),
-                                        project.get("dependencies"))]
-    for extra, items in _toml_table(project, "optional-dependencies").items():
-        arrays.append((("project", "optional-dependencies", extra), items))
-    for group, items in _toml_table(doc, "dependency-groups").items():
-        arrays.append((("dependency-groups", group), items))
     decls = []
-    for prefix, items in arrays:
+    for prefix, items in pep508_lists(doc):
         for position, item in enumerate(items if isinstance(items, list) else []):
             if not isinstance(item, str):
                 continue
@@ -555,16 +553,10 @@ def _pep508_decls(doc: dict, locator: TomlLocator, job: _Job) -> list[_Decl]:
     return decls
 
 
-def _poetry_decls(doc: dict, locator: TomlLocator, job: _Job) -> list[_Decl]:
+def _poetry_decls(doc: dict, locator: TomlPositions, job: _Job) -> list[_Decl]:
     """Poetry's main, legacy dev and group dependency tables."""
-    poetry = _toml_table(doc, "tool", "poetry")
-    tables = [(("tool", "poetry", "dependencies"), _toml_table(poetry, "dependencies")),
-              (("tool", "poetry", "dev-dependencies"), _toml_table(poetry, "dev-dependencies"))]
-    for group, body in _toml_table(poetry, "group").items():
-        tables.append((("tool", "poetry", "group", group, "dependencies"),
-                       _toml_table(body, "dependencies")))
     decls = []
-    for prefix, table in tables:
+    for prefix, table in poetry_dependency_tables(doc):
         for name, value in table.items():
             if name.lower() == "python" or canonicalize_name(name) != job.canonical:
                 continue
@@ -576,7 +568,7 @@ def _poetry_decls(doc: dict, locator: TomlLocator, job: _Job) -> list[_Decl]:
     return decls
 
 
-def _poetry_decl(doc: dict, locator: TomlLocator, job: _Job, name: str, key_line: int | None,
+def _poetry_decl(doc: dict, locator: TomlPositions, job: _Job, name: str, key_line: int | None,
                  entry_path: tuple, entry: Any) -> _Decl:
     if isinstance(entry, dict) and isinstance(entry.get("version"), str):
         path, constraint = (*entry_path, "version"), entry["version"]
@@ -591,7 +583,7 @@ def _poetry_decl(doc: dict, locator: TomlLocator, job: _Job, name: str, key_line
     leaf = _leaf(locator, doc, path, job)
     line = locator.line_of(leaf.start)
     lines = _leaf_lines(locator, leaf) | ({key_line} if key_line else set())
-    span = _poetry_exact(constraint)
+    span = poetry_exact_span(constraint)
     pinned = constraint[span[0]:span[1]] if span else None
     written = f'{name} = "{constraint}"'
     return _Decl(key_line or line, frozenset(lines), written, pinned,
