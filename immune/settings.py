@@ -77,12 +77,16 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.advisories",
     "apps.inventory",
+    # In dependency order (docs/architecture.md): each app imports only those listed before it
+    # in this list, and hooks subscribe in this order.
     "apps.reviews",
-    "apps.decisions",
     "apps.wargaming",
     "apps.ml",
     "apps.ab_testing",
+    "apps.decisions",
     "apps.notifications",
+    "apps.console",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [
@@ -480,6 +484,16 @@ GITHUB_API_URL = env.str("GITHUB_API_URL", default="https://api.github.com")
 RISK_EXPIRY_CHECK = timedelta(minutes=env.int("RISK_EXPIRY_CHECK_MINUTES", default=15))
 CELERY_BEAT_SCHEDULE["decisions-expire-risk-acceptances"] = {
     "task": "decisions.expire_risk_acceptances", "schedule": RISK_EXPIRY_CHECK,
+}
+# --- Decisions in two steps (docs/patches-and-decisions.md, "Two steps") --------------------
+#: Attempts of a decision's git/forge action after the first, on transient failures.
+DECISION_APPLY_RETRIES = env.int("DECISION_APPLY_RETRIES", default=5)
+#: How long one attempt may hold a decision before another worker may take it over.
+DECISION_APPLY_LEASE_S = env.int("DECISION_APPLY_LEASE_S", default=600)
+#: A decision still waiting for its first attempt after this long is queued again (beat).
+DECISION_REQUEUE_AFTER_S = env.int("DECISION_REQUEUE_AFTER_S", default=60)
+CELERY_BEAT_SCHEDULE["decisions-requeue-stale"] = {
+    "task": "decisions.requeue_stale", "schedule": timedelta(minutes=1),
 }
 #: Wargame every proposed patch automatically (a Celery job per patch). Off by default
 #: outside production, where tasks run in-process and a wargame installs packages.

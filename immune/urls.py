@@ -22,6 +22,7 @@ api_v1 = [
     path("", include("apps.advisories.urls")),
     path("", include("apps.inventory.urls")),
     path("", include("apps.reviews.urls")),
+    path("", include("apps.console.urls")),
     path("", include("apps.decisions.urls")),
     path("", include("apps.wargaming.urls")),
     path("", include("apps.ml.urls")),

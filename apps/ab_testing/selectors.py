@@ -8,7 +8,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import CharField, QuerySet, Value
 
 from apps.ab_testing.models import ABTestResult, Experiment
 from apps.ab_testing.services import ACCURACY_GENERATION_KEY
@@ -108,14 +108,14 @@ def accuracy_by_version_and_day() -> list[dict]:
 
 def with_reviewer_decision(qs: QuerySet[ABTestResult]) -> QuerySet[ABTestResult]:
     """Each pair with the latest reviewer decision on its patch revision (or None): what a
-    reviewer made of an ML-routed patch, to set beside what the wargame said."""
-    from apps.decisions.models import Decision
+    reviewer made of an ML-routed patch, to set beside what the wargame said. Decisions
+    sits above A/B testing, so it supplies the annotation (``hooks.reviewer_decisions``)."""
+    from apps.ab_testing.hooks import reviewer_decisions
 
-    decision = Decision.objects.filter(
-        patch_id=OuterRef("prediction__patch_id"),
-        patch_revision=OuterRef("prediction__patch_revision")).order_by("-decided_at")
-    return qs.annotate(reviewer_decision=Subquery(decision.values("decision")[:1]),
-                       reviewer=Subquery(decision.values("reviewer__username")[:1]))
+    if reviewer_decisions.subscribed:
+        return reviewer_decisions.first(qs=qs)
+    return qs.annotate(reviewer_decision=Value(None, output_field=CharField()),
+                       reviewer=Value(None, output_field=CharField()))
 
 
 def disagreements() -> QuerySet[ABTestResult]:

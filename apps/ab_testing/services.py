@@ -72,14 +72,14 @@ def ab_shadow_maybe(*, prediction):
     """With an experiment enabled, sample this ML-routed prediction with its rate; when
     sampled, queue (or find) the patch revision's wargame as a shadow run. Returns
     (run or None, created)."""
+    from apps.ml.services import prediction_link_run
     from apps.wargaming.services import SHADOW_TRIGGER, wargame_start
 
     experiment = Experiment.objects.filter(enabled=True).first()
     if experiment is None or _random.random() >= experiment.rate:
         return None, False
     run, created = wargame_start(patch=prediction.patch, trigger=SHADOW_TRIGGER)
-    prediction.wargame_run, prediction.ab_sampled = run, True
-    prediction.save(update_fields=["wargame_run", "ab_sampled", "updated_at"])
+    prediction_link_run(prediction=prediction, run=run, ab_sampled=True)
     if not created and run.state == "finished":
         ab_result_record(run=run)  # this revision was already wargamed: that is the truth
     return run, created

@@ -39,7 +39,7 @@ from apps.advisories.osv import (
 from apps.advisories.osv.matching import unorderable_reason
 from apps.advisories.osv.parser import MAX_DEPTH, MAX_RECORD_BYTES
 from apps.advisories.osv.sources import Limits
-from apps.advisories.signals import advisories_changed
+from apps.advisories.signals import advisories_changed, advisories_withdrawn
 
 log = structlog.get_logger(__name__)
 
@@ -374,10 +374,9 @@ def advisories_import(
 
 
 def _resolve_apvs_of_withdrawn(osv_ids: list[str]) -> None:
-    """A withdrawn advisory matches nothing: its unresolved APVs are resolved."""
-    from apps.reviews.services import apvs_resolve_for_withdrawn_advisories
-
-    apvs_resolve_for_withdrawn_advisories(osv_ids=osv_ids)
+    """A withdrawn advisory matches nothing: its unresolved APVs are resolved (by reviews,
+    which subscribes to ``advisories_withdrawn``)."""
+    advisories_withdrawn.send(sender=Advisory, osv_ids=osv_ids)
 
 
 def advisories_announce(*, advisory_ids: Iterable[int]) -> None:

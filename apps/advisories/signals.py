@@ -1,6 +1,6 @@
 """What the advisories app announces to the apps above it (SPEC: apps depend one way).
 
-Both are sent after the import's transaction commits; receivers are registered by the
+The first two are sent after the import's transaction commits; receivers are registered by the
 higher apps in their ``AppConfig.ready()`` (reviews: rescans and re-prioritisation).
 """
 
@@ -15,3 +15,8 @@ advisories_changed = Signal()
 #: EPSS or KEV data changed the evidence denormalised on these advisories
 #: (``advisory_ids``): their APVs' priority and SLA follow it; no match changes.
 exploitation_evidence_changed = Signal()
+
+#: An import withdrew these advisories (``osv_ids``): they match nothing any more. Sent
+#: synchronously, not after commit: what receivers write (reviews resolves the APVs)
+#: belongs to the import.
+advisories_withdrawn = Signal()

@@ -22,7 +22,7 @@ log = structlog.get_logger(__name__)
 #: Channels a client may subscribe to, and the event types that travel on each.
 CHANNELS: dict[str, tuple[str, ...]] = {
     "apvs": ("apv.created", "apv.updated"),
-    "decisions": ("decision.made",),
+    "decisions": ("decision.made", "decision.applied"),
     "wargames": ("wargame.progress",),
     "stats": ("stats.update",),
 }

@@ -22,8 +22,8 @@ class DecisionAuditInline(admin.StackedInline):
 @admin.register(Decision)
 class DecisionAdmin(ReadOnlyAdmin):
     list_display = ["decided_at", "apv", "decision", "reviewer", "patch_revision",
-                    "action_taken", "status_after"]
-    list_filter = ["decision", "action_taken"]
+                    "outcome", "action_taken", "status_after"]
+    list_filter = ["decision", "outcome", "action_taken"]
     search_fields = ["apv__code", "reviewer__username"]
     list_select_related = ["apv", "reviewer"]
     inlines = [DecisionAuditInline]

@@ -1,4 +1,5 @@
-"""``POST/GET /api/v1/apvs/{code}/decisions/`` and ``GET /api/v1/decisions/``."""
+"""``POST/GET /api/v1/apvs/{code}/decisions/``, ``GET /api/v1/decisions/`` and
+``POST /api/v1/decisions/{id}/retry/``."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.decisions.events import DecisionContext
-from apps.decisions.models import Decision, DecisionType
+from apps.decisions.models import Decision, DecisionType, Outcome
 from apps.decisions.selectors import decision_list
-from apps.decisions.services import decision_record
+from apps.decisions.services import decision_record, decision_retry
 
 MAX_IDEMPOTENCY_KEY = 200  # Decision.idempotency_key's length
 
@@ -38,13 +40,20 @@ class DecisionOutput(serializers.ModelSerializer):
     apv = serializers.CharField(source="apv.code")
     project = serializers.CharField(source="apv.project.name")
     reviewer = serializers.CharField(source="reviewer.username")
+    also_applied_to = serializers.SlugRelatedField(
+        many=True, read_only=True, slug_field="code",
+        help_text="the other APVs on the same patch revision this decision moved with it")
+    outcome = serializers.ChoiceField(
+        choices=Outcome.choices, read_only=True,
+        help_text="applying: recorded, git/the forge act after commit; applied; "
+                  "apply_failed: action_error says why (POST .../retry/ tries again)")
 
     class Meta:
         model = Decision
         fields = ["id", "apv", "project", "decision", "justification", "confidence",
                   "modifications", "patch_revision", "expires_at", "reviewer", "decided_at",
-                  "action_taken", "action_error", "status_before", "status_after",
-                  "review_seconds"]
+                  "outcome", "action_taken", "action_error", "status_before", "status_after",
+                  "also_applied_to", "apply_attempts", "applied_at", "review_seconds"]
 
 
 def _client_ip(request) -> str | None:
@@ -119,3 +128,15 @@ class DecisionListApi(ListAPIView):
                     raise serializers.ValidationError({name: exc.detail}) from exc
         return decision_list(reviewer=p.get("reviewer", ""), decision=p.get("decision", ""),
                              project=p.get("project", ""), **bounds)
+
+
+class DecisionRetryApi(APIView):
+    """Try a decision whose action failed (``outcome`` ``apply_failed``) again: 202 with the
+    decision, now ``applying`` (or already ``applied`` on the embedded profile); 409 when
+    it did not fail or its APV moved on since; 403 when the caller may not make it."""
+
+    @extend_schema(request=None, responses={202: DecisionOutput})
+    def post(self, request, pk: int):
+        record = decision_retry(decision_id=pk, user=request.user, via="api")
+        return Response(DecisionOutput(record).data, status=status.HTTP_202_ACCEPTED)
+

@@ -11,3 +11,9 @@ class DecisionsConfig(AppConfig):
         from apps.decisions import metrics
 
         register_domain_collector("decisions", metrics.collect, metrics.DESCRIBE)
+
+        # A/B testing shows the reviewer's decision beside each pair; it cannot import us.
+        from apps.ab_testing.hooks import reviewer_decisions
+        from apps.decisions.selectors import with_reviewer_decision
+
+        reviewer_decisions.subscribe(with_reviewer_decision)

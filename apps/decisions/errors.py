@@ -1,8 +1,17 @@
-from apps.core.errors import ApplicationError, ConflictError, PermissionDeniedError
+from apps.core.errors import (
+    ApplicationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 
 
 class DecisionInvalid(ApplicationError):
     code = "decision_invalid"
+
+
+class DecisionNotFound(NotFoundError):
+    code = "decision_not_found"
 
 
 class DecisionForbidden(PermissionDeniedError):

@@ -62,3 +62,13 @@ def _wargame(apv) -> dict | None:
     from apps.wargaming.selectors import apv_wargame
 
     return apv_wargame(apv)
+
+
+def decision_payload(record: Decision) -> dict:
+    """The ``decision.made`` / ``decision.applied`` event."""
+    return {"apv": record.apv.code, "decision": record.decision,
+            "action_taken": record.action_taken or record.outcome,
+            "outcome": record.outcome, "error": record.action_error,
+            "status": record.status_after, "reviewer": record.reviewer.get_username(),
+            "patch_revision": record.patch_revision, "decision_id": record.pk,
+            "also_applied_to": [a.code for a in record.also_applied_to.all()]}

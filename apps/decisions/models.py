@@ -1,8 +1,10 @@
 """Decision: a reviewer's verdict on an APV's patch revision, and its audit record.
 
-Neither is ever updated or deleted through the API or the admin; the only write after
-creation is the service recording the outcome of the action the decision triggered,
-inside the same transaction.
+Neither is ever updated or deleted through the API or the admin. A decision is made in two
+steps (docs/patches-and-decisions.md, "Two steps"): it is recorded, with its audit row and
+the APVs it moves, in one transaction (``outcome`` ``applying`` when git or the forge must
+act, else ``applied``); the action runs after commit in a Celery task, and its outcome is
+the only later write: ``applied``, or ``apply_failed`` with the reason (retryable).
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ class DecisionType(models.TextChoices):
     FALSE_POSITIVE = "false_positive", "False positive"
 
 
+class Outcome(models.TextChoices):
+    APPLYING = "applying", "Applying"
+    APPLIED = "applied", "Applied"
+    APPLY_FAILED = "apply_failed", "Apply failed"
+
+
 class Decision(models.Model):
     apv = models.ForeignKey(APV, on_delete=models.PROTECT, related_name="decisions")
     patch = models.ForeignKey(Patch, null=True, blank=True, on_delete=models.PROTECT,
@@ -35,9 +43,22 @@ class Decision(models.Model):
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                                  related_name="decisions")
     decided_at = models.DateTimeField(db_index=True)
-    #: What the decision did, e.g. "merged", "branch_deleted", or "<action>_failed".
-    action_taken = models.CharField(max_length=40)
+    #: What the decision did, e.g. "merged", "branch_deleted", or "<action>_failed"; empty
+    #: while its action is ``applying``.
+    action_taken = models.CharField(max_length=40, blank=True)
     action_error = models.TextField(blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.APPLIED,
+                               db_index=True)
+    #: The other APVs the same patch revision covered, which this decision moved with it.
+    also_applied_to = models.ManyToManyField(APV, blank=True,
+                                             related_name="decisions_via_patch")
+    apply_attempts = models.PositiveIntegerField(default=0)
+    #: Set while an attempt runs: a lease (DECISION_APPLY_LEASE_S), so two workers never act
+    #: on one decision at once and a worker that died is replaced once it ends.
+    apply_started_at = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    #: One entry per attempt and retry: when, by whom or what, and how it ended.
+    apply_log = models.JSONField(default=list, blank=True)
     status_before = models.CharField(max_length=20)
     status_after = models.CharField(max_length=20)
     review_seconds = models.FloatField(null=True, blank=True,
@@ -64,7 +85,7 @@ class Decision(models.Model):
 
     @property
     def succeeded(self) -> bool:
-        return not self.action_taken.endswith("_failed")
+        return self.outcome == Outcome.APPLIED
 
 
 class DecisionAudit(models.Model):

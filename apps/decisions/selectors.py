@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from datetime import datetime
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from apps.decisions.models import Decision
 
@@ -14,7 +14,8 @@ def decision_list(
     *, reviewer: str = "", decision: str = "", project: str = "", apv_code: str = "",
     since: datetime | None = None, until: datetime | None = None,
 ) -> QuerySet[Decision]:
-    qs = Decision.objects.select_related("apv", "apv__project", "reviewer", "patch", "audit")
+    qs = (Decision.objects.select_related("apv", "apv__project", "reviewer", "patch", "audit")
+          .prefetch_related("also_applied_to"))
     if reviewer:
         qs = qs.filter(reviewer__username__in=reviewer.split(","))
     if decision:
@@ -41,3 +42,13 @@ def decision_stats(*, project: str = "") -> dict:
                  "fastest": round(min(seconds), 1), "slowest": round(max(seconds), 1),
                  "count": len(seconds)}
     return {"decisions_by_type": by_type, "review_time_seconds": times}
+
+
+def with_reviewer_decision(*, qs: QuerySet) -> QuerySet:
+    """A/B testing's pairs (ABTestResult) with the latest decision on each pair's patch
+    revision and who made it (subscribed to ``ab_testing.hooks.reviewer_decisions``)."""
+    decision = Decision.objects.filter(
+        patch_id=OuterRef("prediction__patch_id"),
+        patch_revision=OuterRef("prediction__patch_revision")).order_by("-decided_at")
+    return qs.annotate(reviewer_decision=Subquery(decision.values("decision")[:1]),
+                       reviewer=Subquery(decision.values("reviewer__username")[:1]))

@@ -1,11 +1,13 @@
-"""``decision_record``: a reviewer's verdict on an APV's patch revision, acted on.
+"""``decision_record``: a reviewer's verdict on an APV's patch revision, in two steps.
 
-Exactly once: the APV row is locked (PostgreSQL) and claimed with a conditional UPDATE on
-its status and patch (every database), so of several concurrent decisions one wins and the
-others answer 409 and write nothing. The action (merge, branch deletion, pull request) runs
-while the claim is held and its outcome is stored on the decision in the same transaction;
-a failed action (a merge conflict) leaves the APV where it was, with the failure recorded.
-Live events go out after commit.
+Step one, here, in one transaction: exactly once, the APV row is locked (PostgreSQL) and
+claimed with a conditional UPDATE on its status and patch (every database), so of several
+concurrent decisions one wins and the others answer 409 and write nothing; the decision,
+its audit row and the APVs it moves (the APV and its siblings on the same patch revision)
+are stored. Step two (``apps.decisions.apply``) runs the action (merge, branch deletion,
+pull request) after commit in a Celery task, holding no lock, and records its outcome: a
+failed action (a merge conflict) puts the APVs back where they were, with the failure
+recorded and retryable. Live events go out after commit.
 
 Idempotency (docs/patches-and-decisions.md): requests of one reviewer with one
 ``Idempotency-Key`` run one at a time (a transaction-level advisory lock on the key on
@@ -22,26 +24,35 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from django.contrib.auth.models import Group
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from apps.core.queue import require_broker
 from apps.core.realtime import send_event_on_commit
-from apps.core.roles import LEADS
+from apps.decisions.apply import decision_dispatch
 from apps.decisions.errors import (
     DecisionConflict,
     DecisionForbidden,
     DecisionInvalid,
+    DecisionNotFound,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
 )
-from apps.decisions.events import DecisionContext, apv_snapshot, decision_audit_record
-from apps.decisions.models import Decision, DecisionType
-from apps.inventory.git import GitError
+from apps.decisions.events import (
+    DecisionContext,
+    apv_snapshot,
+    decision_audit_record,
+    decision_payload,
+)
+from apps.decisions.models import Decision, DecisionType, Outcome
 from apps.reviews.errors import APVNotFound
-from apps.reviews.models import APV, APVStatus, Patch, PatchState
-from apps.reviews.patching.branches import delete_branch, merge_branch
-from apps.reviews.services.apvs import apv_payload, stats_push_on_commit
+from apps.reviews.models import APV, APVStatus, Patch
+from apps.reviews.services.decided import (
+    apv_claim,
+    apvs_decided,
+    apvs_lock_siblings,
+    apvs_risk_acceptances_expire,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -188,18 +199,24 @@ def decision_record(
         return first  # the key's request finished before this one came
     _validate(decision=decision, justification=justification, confidence=confidence,
               modifications=modifications, expires_at=expires_at)
+    if decision in (DecisionType.APPROVE, DecisionType.REJECT):
+        require_broker()  # step two is a task: without a broker nothing is written (503)
     try:
         with transaction.atomic():
             if key:
                 _hold_key(reviewer, key)
                 if (first := _replay(reviewer, key, fingerprint)) is not None:
                     return first  # it ran while this one waited for the key
-            return DecisionResult(_decide(
+            record = _decide(
                 apv_code=apv_code, reviewer=reviewer, decision=decision,
                 justification=justification.strip(), confidence=confidence,
                 modifications=modifications.strip(), patch_revision=patch_revision,
                 expires_at=expires_at, idempotency_key=key,
-                idempotency_fingerprint=fingerprint, context=context))
+                idempotency_fingerprint=fingerprint, context=context)
+        if record.outcome == Outcome.APPLYING:
+            decision_dispatch(record.pk)
+            record.refresh_from_db()  # on the embedded profile step two has run by now
+        return DecisionResult(record)
     except IntegrityError:
         # The key raced itself past the lock (a SQLite configured without IMMEDIATE
         # transactions): the unique constraint kept one decision; it is the answer.
@@ -212,6 +229,8 @@ def decision_record(
 def _decide(*, apv_code, reviewer, decision, justification, confidence, modifications,
             patch_revision, expires_at, idempotency_key, idempotency_fingerprint,
             context) -> Decision:
+    """Step one: the decision, its audit row and the APVs it moves, in one transaction.
+    Git and the forge act in step two, after commit (``apps.decisions.apply``)."""
     apv = (APV.objects.select_for_update(of=("self",))
            .select_related("project", "dependency", "advisory", "current_patch")
            .filter(code=apv_code).first())
@@ -225,143 +244,105 @@ def _decide(*, apv_code, reviewer, decision, justification, confidence, modifica
             f"{patch_revision}. Reload and decide on the current revision.",
             details={"current_revision": patch.revision, "patch_revision": patch_revision})
     status_before = apv.status
+    status_after = STATUS_AFTER[decision]
     # The claim: only one decision can move the APV off the status it was read in.
-    claimed = APV.objects.filter(pk=apv.pk, status=status_before,
-                                 current_patch=patch).update(status=STATUS_AFTER[decision])
-    if claimed != 1:
+    if not apv_claim(apv=apv, status_before=status_before, patch=patch, status=status_after):
         raise DecisionConflict(f"{apv.code} was decided meanwhile.")
 
     now = timezone.now()
     snapshot = apv_snapshot(apv)
-    siblings = _siblings(apv, patch, decision, status_before)
-    action, error, status_after = _act(decision, apv, patch, reviewer, justification)
-    if error:
-        status_after = status_before  # nothing happened: the APV stays where it was
-    apv.status = status_after
-    update = {"status": status_after, "updated_at": now}
-    if status_after == APVStatus.ESCALATED:
-        update["assigned_group"] = Group.objects.filter(name=LEADS).first()
-    if status_after == APVStatus.RISK_ACCEPTED:
-        update["risk_accepted_until"] = expires_at
-    if status_after == APVStatus.CHANGES_REQUESTED:
-        update["pending_review_at"] = None
-    affected = [apv, *siblings] if not error else [apv]
-    APV.objects.filter(pk__in=[a.pk for a in affected]).update(**update)
+    siblings = (apvs_lock_siblings(apv=apv, patch=patch, status=status_before)
+                if patch is not None and decision in PATCH_DECISIONS else [])
+    needs_action = acts_on_git(decision, patch)
+    action = "" if needs_action else _recorded_action(decision, patch)
+    apvs_decided(apvs=[apv, *siblings], status=status_after, risk_accepted_until=expires_at,
+                 now=now)
 
     record = Decision.objects.create(
         apv=apv, patch=patch, patch_revision=patch.revision if patch else None,
         decision=decision, justification=justification, confidence=confidence,
         modifications=modifications, expires_at=expires_at, reviewer=reviewer,
-        decided_at=now, action_taken=action, action_error=error,
+        decided_at=now, action_taken=action,
+        outcome=Outcome.APPLYING if needs_action else Outcome.APPLIED,
+        applied_at=None if needs_action else now,
         status_before=status_before, status_after=status_after,
         review_seconds=(now - apv.pending_review_at).total_seconds()
         if apv.pending_review_at else None,
         idempotency_key=idempotency_key, idempotency_fingerprint=idempotency_fingerprint,
     )
-    snapshot["also_applied_to"] = [a.code for a in siblings] if not error else []
+    record.also_applied_to.set(siblings)
+    snapshot["also_applied_to"] = [a.code for a in siblings]
     decision_audit_record(decision=record, snapshot=snapshot, context=context)
-
-    payload = {"apv": apv.code, "decision": decision, "action_taken": action,
-               "error": error, "status": status_after, "reviewer": reviewer.get_username(),
-               "patch_revision": record.patch_revision, "decision_id": record.pk}
-    send_event_on_commit("decisions", "decision.made", payload)
-    for item in affected:
-        item.status = status_after
-        send_event_on_commit("apvs", "apv.updated", apv_payload(item))
-    stats_push_on_commit()
-    log.info("decision.recorded", apv=apv.code, decision=decision, action=action,
-             failed=bool(error))
+    send_event_on_commit("decisions", "decision.made", decision_payload(record))
+    log.info("decision.recorded", apv=apv.code, decision=decision, outcome=record.outcome,
+             siblings=len(siblings))
     return record
 
 
-def _siblings(apv: APV, patch: Patch | None, decision: str, status: str) -> list[APV]:
-    """Other APVs covered by the same patch and awaiting the same decision: a verdict on
-    the patch is a verdict for them (recorded in the audit snapshot's also_applied_to)."""
-    if patch is None or decision not in PATCH_DECISIONS:
-        return []
-    return list(patch.apvs.select_for_update(of=("self",)).exclude(pk=apv.pk)
-                .filter(status=status, current_patch=patch)
-                .select_related("project", "dependency", "advisory"))
+def acts_on_git(decision: str, patch: Patch | None) -> bool:
+    """Whether the decision has an action for step two: approving or rejecting a patch
+    with a branch merges it or deletes it (or merges/closes its pull request)."""
+    return (decision in (DecisionType.APPROVE, DecisionType.REJECT)
+            and patch is not None and bool(patch.branch))
 
 
-def _act(decision: str, apv: APV, patch: Patch | None, reviewer, justification: str):
-    """Carry out what the decision means; returns (action_taken, error, status_after)."""
-    status = STATUS_AFTER[decision]
-    try:
-        if decision == DecisionType.APPROVE:
-            return _approve(apv, patch, reviewer, justification)
-        if decision == DecisionType.REJECT:
-            return _reject(apv, patch), "", status
-        if decision == DecisionType.ESCALATE:
-            return "assigned_to_leads", "", status
-        if decision == DecisionType.MODIFY:
-            return "changes_requested", "", status
-        if decision == DecisionType.ACCEPT_RISK:
-            return "risk_accepted", "", status
-        return "marked_false_positive", "", status
-    except (GitError, ForgeFailure) as exc:
-        log.warning("decision.action_failed", apv=apv.code, decision=decision, error=str(exc))
-        return f"{decision}_failed", str(exc)[:4000], status
-
-
-class ForgeFailure(Exception):
-    pass
-
-
-def _approve(apv: APV, patch: Patch | None, reviewer, justification: str):
-    if patch is None or not patch.branch:
+def _recorded_action(decision: str, patch: Patch | None) -> str:
+    """What a decision with nothing for git or the forge to do did: it is recorded."""
+    if decision == DecisionType.APPROVE:
         # A manual patch: the approval is recorded; a rescan resolves the APV once it is done.
-        return "recorded_manual_fix", "", APVStatus.APPROVED
-    from apps.reviews.forge.adapter import github_forge_for
-
-    message = (f"Merge {patch.branch}: {patch.title}\n\nApproved by "
-               f"{reviewer.get_username()} ({apv.code}): {justification}")
-    forge = github_forge_for(apv.project) if patch.forge_pr_number else None
-    if forge is not None:
-        try:
-            merged = forge.merge_pull_request(number=patch.forge_pr_number,
-                                              expected_head_sha=patch.commit_sha,
-                                              commit_title=message.splitlines()[0])
-        except Exception as exc:
-            raise ForgeFailure(str(exc)) from exc
-        action = "pull_request_merged"
-    else:
-        merged = merge_branch(repo=apv.project.path, target=apv.project.default_branch,
-                              branch=patch.branch, message=message)
-        action = "merged"
-    Patch.objects.filter(pk=patch.pk).update(state=PatchState.MERGED, merge_commit=merged,
-                                             updated_at=timezone.now())
-    # approved → applied: the fix is on the default branch; a rescan resolves the APV.
-    return action, "", APVStatus.APPLIED
+        return "recorded_manual_fix"
+    return {DecisionType.REJECT: "recorded", DecisionType.ESCALATE: "assigned_to_leads",
+            DecisionType.MODIFY: "changes_requested",
+            DecisionType.ACCEPT_RISK: "risk_accepted",
+            DecisionType.FALSE_POSITIVE: "marked_false_positive"}[decision]
 
 
-def _reject(apv: APV, patch: Patch | None) -> str:
-    if patch is None or not patch.branch:
-        return "recorded"
-    from apps.reviews.forge.adapter import github_forge_for
-
-    forge = github_forge_for(apv.project) if patch.forge_pr_number else None
-    if forge is not None:
-        try:
-            forge.close_pull_request(number=patch.forge_pr_number, branch=patch.branch)
-        except Exception as exc:
-            raise ForgeFailure(str(exc)) from exc
-    delete_branch(repo=apv.project.path, branch=patch.branch)
-    Patch.objects.filter(pk=patch.pk).update(state=PatchState.CLOSED, updated_at=timezone.now())
-    return "pull_request_closed" if forge else "branch_deleted"
+def decision_retry(*, decision_id: int, user, via: str = "api") -> Decision:
+    """Try a failed decision's action again (a merge that conflicted, a forge that was
+    down). The decision claims its APV again, as in step one: only if the APV is still where
+    the failure left it, on the same patch revision, and the user may still make that
+    decision there; siblings still beside it come along. Then step two runs again."""
+    with transaction.atomic():
+        record = (Decision.objects.select_for_update(of=("self",))
+                  .select_related("apv", "patch", "reviewer").filter(pk=decision_id).first())
+        if record is None:
+            raise DecisionNotFound(f"No decision {decision_id}.")
+        if record.outcome != Outcome.APPLY_FAILED:
+            raise DecisionConflict(
+                f"Decision {decision_id} is {record.outcome}; only a failed one is retried.",
+                details={"outcome": record.outcome})
+        apv = (APV.objects.select_for_update(of=("self",))
+               .select_related("project", "dependency", "advisory", "current_patch")
+               .get(pk=record.apv_id))
+        if apv.current_patch_id != record.patch_id or apv.status != record.status_before:
+            raise DecisionConflict(
+                f"{apv.code} moved since the decision failed (now {apv.status}, patch "
+                f"revision {apv.current_patch.revision if apv.current_patch else None}); "
+                "decide it again instead.", details={"status": apv.status})
+        _check_permission(user, apv, record.decision)
+        claimed = STATUS_AFTER[record.decision]
+        if not apv_claim(apv=apv, status_before=record.status_before, patch=record.patch,
+                         status=claimed):
+            raise DecisionConflict(f"{apv.code} was decided meanwhile.")
+        siblings = apvs_lock_siblings(apv=apv, patch=record.patch, status=record.status_before)
+        apvs_decided(apvs=[apv, *siblings], status=claimed)
+        record.also_applied_to.set(siblings)
+        record.outcome, record.status_after = Outcome.APPLYING, claimed
+        record.action_taken, record.action_error = "", ""
+        record.apply_log = [*record.apply_log, {
+            "retried_by": user.get_username(), "via": via,
+            "at": timezone.now().isoformat()}]
+        record.save(update_fields=["outcome", "status_after", "action_taken", "action_error",
+                                   "apply_log"])
+        send_event_on_commit("decisions", "decision.made", decision_payload(record))
+        log.info("decision.retried", decision=record.pk, apv=apv.code,
+                 user=user.get_username())
+    decision_dispatch(record.pk)
+    record.refresh_from_db()
+    return record
 
 
 @transaction.atomic
 def risk_acceptances_expire(*, now: datetime | None = None) -> list[str]:
     """Accepted risks whose expiry passed go back to ``pending_review`` (beat task)."""
-    now = now or timezone.now()
-    expired = list(APV.objects.select_for_update(of=("self",)).filter(
-        status=APVStatus.RISK_ACCEPTED, risk_accepted_until__lte=now,
-    ).select_related("project", "dependency", "advisory"))
-    for apv in expired:
-        apv.status, apv.pending_review_at, apv.risk_accepted_until = (
-            APVStatus.PENDING_REVIEW, now, None)
-        apv.save(update_fields=["status", "pending_review_at", "risk_accepted_until",
-                                "updated_at"])
-        send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
-    return [apv.code for apv in expired]
+    return [apv.code for apv in apvs_risk_acceptances_expire(now=now or timezone.now())]

@@ -5,4 +5,5 @@ from apps.decisions import apis
 urlpatterns = [
     path("apvs/<str:code>/decisions/", apis.APVDecisionsApi.as_view(), name="apv-decisions"),
     path("decisions/", apis.DecisionListApi.as_view(), name="decision-list"),
+    path("decisions/<int:pk>/retry/", apis.DecisionRetryApi.as_view(), name="decision-retry"),
 ]

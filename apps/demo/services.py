@@ -31,7 +31,7 @@ from django.conf import settings
 
 from apps.advisories.services import advisories_import
 from apps.inventory.models import Project
-from apps.inventory.services import project_add, project_scan
+from apps.inventory.services import project_add, project_scan, project_update
 from apps.reviews.models import APV, APVStatus, Patch, PatchStrategy
 from apps.reviews.services.patches import (
     patch_propose_upgrade,
@@ -202,11 +202,9 @@ class Demo:
         else:
             repo = ensure_demo_repository(path, requirements)
         if not project.service_command:
-            project.service_command = SERVICE_COMMAND
-            project.service_ready_path = "/health"
-            project.test_command = SERVICE_TEST_COMMAND
-            project.save(update_fields=["service_command", "service_ready_path",
-                                        "test_command", "updated_at"])
+            project_update(project=project, service={
+                "service_command": SERVICE_COMMAND, "service_ready_path": "/health",
+                "test_command": SERVICE_TEST_COMMAND})
         result = project_scan(project=project)
         self._step(f"project {name} ({repo}): {result.dependencies} dependencies, "
                    f"{len(result.apvs.current)} APVs ({len(result.apvs.created)} new)")

@@ -28,8 +28,8 @@ from apps.inventory.manifests import (
 )
 from apps.inventory.manifests.records import ManifestError, relative_posix
 from apps.inventory.manifests.requirements import parse_requirements
+from apps.inventory.priority import apv_priority
 from apps.inventory.services import scan_limits
-from apps.reviews.priority import apv_priority
 
 #: Severities ``--fail-on`` accepts, least severe first.
 THRESHOLDS = ("low", "medium", "high", "critical")

@@ -1,4 +1,5 @@
-"""APV priority (0–10, higher is more urgent) and SLA due date; documented in docs/apv.md."""
+"""Priority (0–10, higher is more urgent) and SLA due date of an exposure: an advisory met by
+a dependency. Reviews ranks its APVs with it, the ad hoc scan its findings; docs/apv.md."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 from django.conf import settings
@@ -13,11 +14,11 @@ from django.utils import timezone
 from apps.advisories.selectors import AffectedIndex
 from apps.inventory.errors import ProjectInvalid, ScanFailed
 from apps.inventory.git import GitError, SkippedEntry, check_working_copy, exported_tree
+from apps.inventory.hooks import Exposure, dependencies_scanned
 from apps.inventory.manifests import ParsedDependency, ParsedManifest, parse_project
 from apps.inventory.manifests.globs import InvalidPattern, clean_patterns
 from apps.inventory.manifests.records import ScanLimits
 from apps.inventory.models import Dependency, Project, ScanStatus
-from apps.reviews.services import Exposure, SyncResult, apvs_sync_for_project
 
 log = structlog.get_logger(__name__)
 
@@ -61,10 +62,18 @@ def project_add(*, name: str, path: str, default_branch: str = "main",
 @transaction.atomic
 def project_update(*, project: Project, description: str | None = None,
                    manifest_include: list[str] | None = None,
-                   manifest_exclude: list[str] | None = None) -> Project:
+                   manifest_exclude: list[str] | None = None,
+                   service: dict[str, str] | None = None) -> Project:
     """Change what a project scans; ``None`` leaves a field as it is. The next scan applies
-    the patterns (dependencies of manifests now excluded are then no longer present)."""
+    the patterns (dependencies of manifests now excluded are then no longer present).
+    ``service`` sets how wargaming starts and checks the project's service
+    (``service_command``, ``service_ready_path``, ``test_command``)."""
     fields = []
+    for name, value in (service or {}).items():
+        if name not in ("service_command", "service_ready_path", "test_command"):
+            raise ProjectInvalid(f"unknown service field {name!r}", details={name: "unknown"})
+        setattr(project, name, value)
+        fields.append(name)
     if description is not None:
         project.description = description
         fields.append("description")
@@ -87,7 +96,8 @@ class ScanResult:
     dependencies: int
     pinned: int
     errors: list[dict] = field(default_factory=list)
-    apvs: SyncResult | None = None
+    #: What the APVs did (reviews' SyncResult, the answer to ``dependencies_scanned``).
+    apvs: Any = None
     status: str = ScanStatus.OK
     #: Manifests (paths in the repository) the project's include/exclude patterns left out.
     excluded: list[str] = field(default_factory=list)
@@ -290,7 +300,8 @@ def project_scan(*, project: Project) -> ScanResult:
     status = ScanStatus.PARTIAL if errors else ScanStatus.OK
     with transaction.atomic():
         dependencies = _dependencies_sync(project, parsed, unread)
-        apvs = apvs_sync_for_project(project=project, exposures=exposures_for(dependencies))
+        apvs = dependencies_scanned.first(project=project,
+                                          exposures=exposures_for(dependencies))
         project.last_scanned_at = timezone.now()
         project.last_scanned_commit = commit
         project.last_scan_errors = errors

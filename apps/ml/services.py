@@ -24,6 +24,7 @@ from apps.core.queue import enqueue_on_commit
 from apps.ml import training
 from apps.ml.errors import ModelIntegrityError, NotEnoughLabels
 from apps.ml.features import feature_hash, patch_features
+from apps.ml.hooks import routed_to_review
 from apps.ml.models import ModelActivation, ModelVersion, Prediction, Route
 from apps.reviews.models import APVStatus, Patch
 from apps.wargaming.models import RunState, Verdict, WargameRun
@@ -282,7 +283,6 @@ def ml_first_route(*, patch: Patch, trigger: str) -> Routing:
     ``patch_proposed`` go to ``pending_review`` and A/B testing may queue a shadow
     wargame. Route ``wargame``: a run is queued (the existing one if this revision has
     one). Runs start after commit."""
-    from apps.ab_testing.services import ab_shadow_maybe
     from apps.reviews.services.apvs import apvs_move_for_patch
     from apps.wargaming.services import wargame_start
     from apps.wargaming.tasks import run_wargame
@@ -293,7 +293,8 @@ def ml_first_route(*, patch: Patch, trigger: str) -> Routing:
         if prediction.route == Route.ML:
             apvs_move_for_patch(patch=patch, status=APVStatus.PENDING_REVIEW,
                                 before=(APVStatus.PATCH_PROPOSED,))
-            run, created = ab_shadow_maybe(prediction=prediction)
+            run, created = routed_to_review.first(prediction=prediction,
+                                                  default=(None, False))
         else:
             run, created = wargame_start(patch=patch, trigger=trigger)
             prediction.wargame_run = run
@@ -319,3 +320,20 @@ def predictions_settle(*, run: WargameRun) -> int:
         prediction.save(update_fields=["outcome_verdict", "agrees", "updated_at"])
         settled += 1
     return settled
+
+
+def prediction_link_run(*, prediction: Prediction, run: WargameRun,
+                        ab_sampled: bool = False) -> None:
+    """The wargame that settles this prediction (A/B testing's shadow run, when sampled)."""
+    prediction.wargame_run, prediction.ab_sampled = run, ab_sampled or prediction.ab_sampled
+    prediction.save(update_fields=["wargame_run", "ab_sampled", "updated_at"])
+
+
+def model_is_active() -> bool:
+    """Whether ML-first routes proposed patches (``reviews.hooks.routing_active``)."""
+    return ModelVersion.objects.filter(is_active=True).exists()
+
+
+def patch_route_on_proposal(*, patch, trigger: str) -> Routing:
+    """``reviews.hooks.patch_proposed``: a proposed revision is predicted and routed."""
+    return ml_first_route(patch=patch, trigger=trigger)

@@ -25,6 +25,7 @@ from apps.wargaming import runner
 from apps.wargaming.errors import WargameInvalid
 from apps.wargaming.evidence import clean_text, sanitise_evidence
 from apps.wargaming.exploits import Exploit, exploit_for_advisory, exploit_for_cwe, parse_exploit
+from apps.wargaming.hooks import run_finished
 from apps.wargaming.models import RunState, Verdict, WargamePhase, WargameRun
 from apps.wargaming.scope import AdvisoryRef, covered_advisories
 
@@ -411,13 +412,10 @@ def _requeue_stale_queued(now) -> list[int]:
 
 def _settle(run: WargameRun) -> None:
     """A finished run is ground truth for the predictions about its patch revision and,
-    when A/B testing sampled it, an ABTestResult."""
-    from apps.ab_testing.services import ab_result_record
-    from apps.ml.services import predictions_settle
-
+    when A/B testing sampled it, an ABTestResult: announced to them (``hooks.run_finished``),
+    both written or neither."""
     with transaction.atomic():
-        predictions_settle(run=run)
-        ab_result_record(run=run)
+        run_finished(run=run)
 
 
 def _execute(run: WargameRun, patch: Patch, started) -> runner.RunResult:

@@ -68,9 +68,13 @@
       case "apv.created":
       case "apv.updated":
       case "decision.made":
+      case "decision.applied":
         if (page === "queue") scheduleRefresh();
         if (page === "detail" && (data.code === apvCode || data.apv === apvCode)) {
-          if (message.type === "decision.made") {
+          if (message.type === "decision.applied") {
+            showNote("The " + data.decision + " decision is " +
+                     data.outcome.replace(/_/g, " ") + "; reload to see it.");
+          } else if (message.type === "decision.made") {
             showNote(data.reviewer + " decided " + data.decision + " (" +
                      data.action_taken.replace(/_/g, " ") + "); reload to see it.");
             document.querySelectorAll(".decision-buttons .button").forEach(function (b) {

@@ -12,11 +12,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from apps.console.dashboard import OPEN_WORK_STATUSES, SEVERITY_ORDER, dashboard_data
+from apps.console.templatetags.immune_dashboard import dashboard_context, humanize_seconds
 from apps.decisions.models import Decision
 from apps.decisions.services import decision_record
-from apps.reviews.dashboard import OPEN_WORK_STATUSES, SEVERITY_ORDER, dashboard_data
 from apps.reviews.models import APV, APVStatus
-from apps.reviews.templatetags.immune_dashboard import dashboard_context, humanize_seconds
 
 JUSTIFICATION = "Checked by hand against the advisory."
 

@@ -73,7 +73,7 @@ def test_demo_runs_again_over_its_data_folder_with_a_new_database(tmp_path):
 
 
 def test_demo_refuses_to_replace_a_folder_that_is_not_its_repository(tmp_path):
-    from apps.core.demo import recreate_demo_repository
+    from apps.demo.services import recreate_demo_repository
 
     folder = tmp_path / "repos" / "demo"
     folder.mkdir(parents=True)

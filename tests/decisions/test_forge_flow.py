@@ -29,7 +29,7 @@ def forge_project(db, settings, tmp_path, github):
 
     from django.core.management import call_command
 
-    from apps.core.demo import ensure_demo_repository
+    from apps.demo.services import ensure_demo_repository
     from apps.inventory.services import project_add, project_scan
 
     settings.IMMUNE_DATA_DIR = tmp_path

@@ -18,7 +18,8 @@ def test_beat_schedules_feed_sync_hourly_and_rescans_daily():
                 for e in app.conf.beat_schedule.values()}
     assert schedule == {"advisories.sync": 3600, "inventory.rescan_all": 86400,
                         "decisions.expire_risk_acceptances": 900, "ml.retrain": 7 * 86400,
-                        "wargaming.reap": 60, "notifications.detect": 60}
+                        "wargaming.reap": 60, "notifications.detect": 60,
+                        "decisions.requeue_stale": 60}
 
 
 @pytest.mark.django_db

@@ -1,3 +1,3 @@
 """The review console: the APV queue and detail (``apv``), patches (``patch``)."""
 
-from apps.reviews.admin import apv, patch  # noqa: F401 (registers the ModelAdmins)
+from apps.console.admin import apv, patch  # noqa: F401 (registers the ModelAdmins)

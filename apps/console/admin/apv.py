@@ -17,17 +17,22 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from apps.advisories.selectors import advisory_match_reason
+from apps.console import queue
+from apps.console.admin.forms import BulkDecisionForm, DecisionForm
+from apps.console.queue import SEVERITY_COLOURS, humanise
 from apps.core.errors import ApplicationError
 from apps.decisions.events import DecisionContext
 from apps.decisions.models import DecisionType
 from apps.decisions.selectors import decision_list
-from apps.decisions.services import decision_denial, decision_record, decisions_allowed
+from apps.decisions.services import (
+    decision_denial,
+    decision_record,
+    decision_retry,
+    decisions_allowed,
+)
 from apps.ml.selectors import prediction_latest
-from apps.reviews import queue
-from apps.reviews.admin.forms import BulkDecisionForm, DecisionForm
 from apps.reviews.diffs import diff_css, diff_html
 from apps.reviews.models import APV, APVStatus, PatchStrategy
-from apps.reviews.queue import SEVERITY_COLOURS, humanise
 from apps.wargaming.models import RunState, Verdict, WargameRun
 from apps.wargaming.selectors import covering_runs, no_exploit_reason, run_covers
 
@@ -146,7 +151,7 @@ class APVAdmin(admin.ModelAdmin):
     change_form_template = "admin/reviews/apv/detail.html"
 
     # --- columns ----------------------------------------------------------------------------
-    # Cells come from apps.reviews.queue, which also renders the queue's rows in one pass.
+    # Cells come from apps.console.queue, which also renders the queue's rows in one pass.
     @admin.display(description="APV", ordering="code")
     def code_link(self, obj):
         return mark_safe(queue.cell_code(obj, reverse("admin:reviews_apv_change",  # noqa: S308
@@ -221,8 +226,11 @@ class APVAdmin(admin.ModelAdmin):
     def get_urls(self):
         urls = super().get_urls()
         decide = self.admin_site.admin_view(self.decide_view)
+        retry = self.admin_site.admin_view(self.retry_view)
         return [path("<path:object_id>/decide/<str:decision>/", decide,
-                     name="reviews_apv_decide"), *urls]
+                     name="reviews_apv_decide"),
+                path("<path:object_id>/retry/<int:decision_id>/", retry,
+                     name="reviews_apv_retry"), *urls]
 
     def _apv(self, object_id) -> APV:
         apv = (APV.objects.select_related("project", "dependency", "advisory", "current_patch",
@@ -262,6 +270,7 @@ class APVAdmin(admin.ModelAdmin):
                 normalised_name=apv.dependency.normalised_name,
                 version=apv.dependency.version),
             "has_view_permission": True, "original": apv,
+            "can_retry": self.has_decide_permission(request),
         }
         return TemplateResponse(request, self.change_form_template, context)
 
@@ -289,6 +298,38 @@ class APVAdmin(admin.ModelAdmin):
                    "decision_label": DECISION_LABELS[decision], "detail_url": detail_url}
         return TemplateResponse(request, "admin/reviews/apv/decide.html", context)
 
+    def retry_view(self, request, object_id, decision_id):
+        """Try a failed decision's action again (POST only; the service checks the rights
+        and that the APV is still where the failure left it)."""
+        apv = self._apv(object_id)
+        detail_url = reverse("admin:reviews_apv_change", args=[apv.pk])
+        if request.method != "POST":
+            return HttpResponseRedirect(detail_url)
+        try:
+            record = decision_retry(decision_id=decision_id, user=request.user, via="admin")
+        except ApplicationError as exc:
+            self.message_user(request, f"Not retried: {exc.message}", messages.WARNING)
+            return HttpResponseRedirect(detail_url)
+        self._report(request, apv, record)
+        return HttpResponseRedirect(detail_url)
+
+    def _report(self, request, apv, recorded) -> bool:
+        if recorded.outcome == "applying":
+            self.message_user(request, f"{apv.code}: {recorded.get_decision_display()} "
+                              "recorded; git and the forge act in the background (the "
+                              "decision history shows the outcome).", messages.SUCCESS)
+            return True
+        if recorded.succeeded:
+            self.message_user(request, f"{apv.code}: {recorded.get_decision_display()} "
+                              f"recorded ({recorded.action_taken.replace('_', ' ')}); now "
+                              f"{recorded.status_after.replace('_', ' ')}.", messages.SUCCESS)
+            return True
+        self.message_user(request, f"{apv.code}: the decision was recorded but its action "
+                          f"failed ({recorded.action_taken}): {recorded.action_error}. "
+                          "Retry it from the decision history, or decide again.",
+                          messages.ERROR)
+        return False
+
     def _record(self, request, apv, decision, data, detail_url):
         try:
             result = decision_record(
@@ -302,15 +343,8 @@ class APVAdmin(admin.ModelAdmin):
             level = messages.WARNING if exc.status_code == 409 else messages.ERROR
             self.message_user(request, f"Nothing was changed: {exc.message}", level)
             return HttpResponseRedirect(detail_url)
-        recorded = result.decision
-        if recorded.succeeded:
-            self.message_user(request, f"{apv.code}: {recorded.get_decision_display()} "
-                              f"recorded ({recorded.action_taken.replace('_', ' ')}); now "
-                              f"{recorded.status_after.replace('_', ' ')}.", messages.SUCCESS)
+        if self._report(request, apv, result.decision):
             return HttpResponseRedirect(reverse("admin:reviews_apv_changelist"))
-        self.message_user(request, f"{apv.code}: the decision was recorded but its action "
-                          f"failed ({recorded.action_taken}): {recorded.action_error}",
-                          messages.ERROR)
         return HttpResponseRedirect(detail_url)
 
     # --- bulk actions -----------------------------------------------------------------------

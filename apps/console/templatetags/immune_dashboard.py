@@ -1,6 +1,6 @@
 """``{% immune_dashboard %}``: the review work at a glance, as server-rendered SVG charts.
 
-The geometry is computed here; ``reviews/dashboard.html`` only places it, and Django's
+The geometry is computed here; ``console/dashboard.html`` only places it, and Django's
 autoescaping escapes every text and URL it prints. Coordinates go out as preformatted
 strings so that number localisation can never put a decimal comma into an SVG attribute.
 Text and axes use ``currentColor`` (styled with the admin's CSS variables in
@@ -15,8 +15,8 @@ from datetime import date, datetime
 from django import template
 from django.urls import reverse
 
+from apps.console.dashboard import OPEN_WORK_STATUSES, PENDING_STATUSES, dashboard_data
 from apps.decisions.models import DecisionType
-from apps.reviews.dashboard import OPEN_WORK_STATUSES, PENDING_STATUSES, dashboard_data
 
 register = template.Library()
 
@@ -232,7 +232,7 @@ def dashboard_context(*, now: datetime | None = None, days: int = 14) -> dict:
     }
 
 
-@register.inclusion_tag("reviews/dashboard.html")
+@register.inclusion_tag("console/dashboard.html")
 def immune_dashboard(days: int = 14) -> dict:
     """``{% immune_dashboard %}`` (or ``{% immune_dashboard days=28 %}``)."""
     return dashboard_context(days=days)

@@ -3,7 +3,7 @@ from django.contrib.admin.templatetags.admin_list import result_headers, result_
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from apps.reviews.queue import rows_html
+from apps.console.queue import rows_html
 
 register = template.Library()
 

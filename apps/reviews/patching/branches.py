@@ -9,6 +9,7 @@ nothing half-done is left in the repository.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,23 @@ def _identity() -> dict[str, str]:
     name, email = settings.IMMUNE_GIT_NAME, settings.IMMUNE_GIT_EMAIL
     return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
             "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+
+
+@contextmanager
+def repository_lock(repo: str) -> Iterator[None]:
+    """Hold the repository for one write (merge, branch deletion) at a time across the
+    processes of this host: decisions are applied by workers in parallel, and two git
+    merges in one working copy collide on ``index.lock``. An flock on a file in the git
+    directory; the kernel releases it if the process dies."""
+    common = Path(git(repo, "rev-parse", "--git-common-dir").strip())
+    if not common.is_absolute():
+        common = Path(repo) / common
+    with open(common / "immune-write.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager
@@ -95,8 +113,25 @@ def merge_branch(*, repo: str, target: str, branch: str, message: str) -> str:
 
     Where ``target`` is checked out (the usual working copy), the merge runs there, and only
     when it has no uncommitted changes to tracked files; elsewhere it runs in a temporary
-    worktree and the branch ref moves by compare-and-swap. A conflict is aborted.
+    worktree and the branch ref moves by compare-and-swap. A conflict is aborted. A branch
+    already merged (an attempt repeated after a crash) is a no-op answering the target's
+    head.
     """
+    with repository_lock(repo):
+        if _is_ancestor(repo, f"refs/heads/{branch}", f"refs/heads/{target}"):
+            return git(repo, "rev-parse", f"refs/heads/{target}").strip()
+        return _merge(repo, target, branch, message)
+
+
+def _is_ancestor(repo: str, commit: str, of: str) -> bool:
+    try:
+        git(repo, "merge-base", "--is-ancestor", commit, of)
+    except GitError:
+        return False
+    return True
+
+
+def _merge(repo: str, target: str, branch: str, message: str) -> str:
     checked_out = _worktree_of(repo, target)
     if checked_out is not None:
         if git(checked_out, "status", "--porcelain", "--untracked-files=no").strip():
@@ -129,4 +164,5 @@ def _abort_merge(worktree: Path) -> None:
 
 
 def delete_branch(*, repo: str, branch: str) -> None:
-    git(repo, "branch", "-D", branch)
+    with repository_lock(repo):
+        git(repo, "branch", "-D", branch)

@@ -13,20 +13,12 @@ from django.utils import timezone
 from apps.advisories.models import Advisory
 from apps.core.queue import enqueue_on_commit
 from apps.core.realtime import send_event, send_event_on_commit
+from apps.inventory.hooks import Exposure
 from apps.inventory.models import Dependency, Project
+from apps.inventory.priority import apv_priority, sla_due
 from apps.reviews.models import APV, APVCodeCounter, APVStatus
-from apps.reviews.priority import apv_priority, sla_due
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Exposure:
-    """One match found by a scan: this dependency is affected by this advisory."""
-
-    dependency: Dependency
-    advisory: Advisory
-    fixed_in: tuple[str, ...]
 
 
 @dataclass

@@ -19,6 +19,7 @@ from apps.core.realtime import send_event_on_commit
 from apps.inventory.git import GitError, check_working_copy, file_at
 from apps.inventory.models import Project
 from apps.reviews.errors import PatchConflict, PatchInvalid
+from apps.reviews.hooks import patch_proposed, routing_active
 from apps.reviews.models import APV, APVStatus, Patch, PatchState, PatchStrategy
 from apps.reviews.patching.branches import apply_check, commit_on_branch, delete_branch
 from apps.reviews.patching.manifest_edit import ManualPatchRequired, upgrade_pin
@@ -171,7 +172,7 @@ def _save(apvs: list[APV], patch: Patch, *, created_branch: bool = False) -> Pat
             # pending_review (route ml) or validating → pending_review (route wargame).
             # Otherwise straight to pending_review; a wargame can still be asked for.
             auto = patch.strategy != PatchStrategy.MANUAL and (
-                settings.WARGAME_AUTO or model_is_active())
+                settings.WARGAME_AUTO or any(routing_active()))
             for apv in locked:
                 apv.status = APVStatus.PATCH_PROPOSED if auto else APVStatus.PENDING_REVIEW
                 apv.current_patch = patch
@@ -181,9 +182,7 @@ def _save(apvs: list[APV], patch: Patch, *, created_branch: bool = False) -> Pat
                 send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
             stats_push_on_commit()
             if auto:
-                from apps.ml.services import ml_first_route
-
-                ml_first_route(patch=patch, trigger="proposal")
+                patch_proposed(patch=patch, trigger="proposal")
     except Exception:
         if created_branch:
             try:
@@ -195,12 +194,6 @@ def _save(apvs: list[APV], patch: Patch, *, created_branch: bool = False) -> Pat
     log.info("patch.proposed", patch=patch.pk, strategy=patch.strategy, branch=patch.branch,
              apvs=[a.code for a in apvs])
     return patch
-
-
-def model_is_active() -> bool:
-    from apps.ml.models import ModelVersion
-
-    return ModelVersion.objects.filter(is_active=True).exists()
 
 
 def _open_pull_request(patch: Patch) -> None:

@@ -1,11 +1,11 @@
 """``manage.py demo [--no-wargame] [--ab-rate R]``: the whole pipeline on bundled data
-(apps/core/demo.py says what it builds)."""
+(apps/demo/services.py says what it builds)."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.demo import run_demo
+from apps.demo.services import run_demo
 
 
 class Command(BaseCommand):

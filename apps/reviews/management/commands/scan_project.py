@@ -3,7 +3,7 @@
 
 Exit codes as ``scan``'s (apps/inventory/management/cli.py): 0 no open finding at or above
 the threshold, 1 findings at or above it (any open finding by default), 2 a usage error or a
-project that cannot be scanned.
+project that cannot be scanned. It lives in reviews, not inventory: its findings are APVs.
 """
 
 from __future__ import annotations
