@@ -25,6 +25,9 @@ import pytest
 
 from tests.helpers import ROOT, free_port
 
+#: A busy machine (CI, a load test beside us) takes a while to import Django twice.
+STARTUP_S = 120
+
 
 def _wait(what: str, ready, timeout: float = 20.0, process=None) -> None:
     deadline = time.monotonic() + timeout
@@ -156,8 +159,10 @@ def production_env(**overrides: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def uvicorn(env: dict[str, str], log_path: Path, *, workers: int = 1):
-    """``uvicorn immune.asgi:application`` (the production command); yields its base URL."""
+def uvicorn(env: dict[str, str], log_path: Path, *, workers: int = 1,
+            startup_s: float = STARTUP_S):
+    """``uvicorn immune.asgi:application`` (the production command); yields its base URL.
+    If it is not live within ``startup_s``, the test fails with the end of its log."""
     port = free_port()
     with log_path.open("w") as log_file:
         server = subprocess.Popen(
@@ -166,8 +171,12 @@ def uvicorn(env: dict[str, str], log_path: Path, *, workers: int = 1):
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait("uvicorn", lambda: request(base + "/health/live")[0] == 200, timeout=90,
-                  process=server)
+            try:
+                _wait("uvicorn", lambda: request(base + "/health/live", timeout=2)[0] == 200,
+                      timeout=startup_s, process=server)
+            except pytest.fail.Exception as exc:
+                log_file.flush()
+                pytest.fail(f"{exc}:\n{log_path.read_text()[-3000:]}")
             yield base
         finally:
             server.terminate()

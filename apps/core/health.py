@@ -73,13 +73,12 @@ def _check_cache() -> str:
 
 
 def _check_broker() -> str:
-    from immune.celery import app
+    """The same check the writes that queue a task make (``queue.ping_broker``)."""
+    from apps.core.queue import ping_broker
 
     if settings.CELERY_BROKER_URL.startswith("memory://"):
         return "in-process (no broker configured; tasks run eagerly)"
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
-        return conn.transport.driver_type
+    return ping_broker()
 
 
 async def _channel_round_trip() -> None:

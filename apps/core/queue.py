@@ -52,15 +52,18 @@ def _redis_client(url: str) -> Redis:
     return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
 
 
-def _ping_broker() -> None:
+def ping_broker() -> str:
+    """Reach the broker now (raises when it cannot); its transport's name. The check behind
+    ``require_broker`` and the health component ``broker``."""
     url = settings.CELERY_BROKER_URL
     if url.startswith(("redis://", "rediss://", "unix://")):
         _redis_client(url).ping()
-        return
+        return "redis"
     from immune.celery import app
 
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+        return conn.transport.driver_type
 
 
 def require_broker() -> None:
@@ -68,7 +71,7 @@ def require_broker() -> None:
     if _eager():
         return
     try:
-        BROKER_BREAKER.guard(_ping_broker)
+        BROKER_BREAKER.guard(ping_broker)
     except CircuitBreakerError:
         raise DependencyUnavailable("broker") from None
     except BROKER_ERRORS as exc:

@@ -38,6 +38,13 @@ _LEAD_PERMISSIONS = [
     "inventory.change_project",
     "ml.activate_modelversion",
     "ab_testing.change_experiment",
+    # Leads decide who hears about what (issue 15): subscriptions, and the sent log.
+    "notifications.view_subscription",
+    "notifications.add_subscription",
+    "notifications.change_subscription",
+    "notifications.delete_subscription",
+    "notifications.view_notification",
+    "notifications.view_delivery",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {

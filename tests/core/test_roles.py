@@ -13,6 +13,17 @@ def test_migration_created_both_role_groups():
 
 
 @pytest.mark.django_db
+def test_leads_manage_notification_subscriptions_and_reviewers_do_not(django_user_model):
+    lead = django_user_model.objects.create_user("lena", is_staff=True)
+    lead.groups.add(Group.objects.get(name="leads"))
+    reviewer = django_user_model.objects.create_user("ravi", is_staff=True)
+    reviewer.groups.add(Group.objects.get(name="reviewers"))
+    assert lead.has_perm("notifications.add_subscription")
+    assert lead.has_perm("notifications.view_delivery")
+    assert not reviewer.has_perm("notifications.add_subscription")
+
+
+@pytest.mark.django_db
 def test_create_reviewer_makes_a_staff_reviewer_with_a_one_time_password(django_user_model):
     out = io.StringIO()
     call_command("create_reviewer", "ana", stdout=out)

@@ -13,11 +13,8 @@ running the project; the server runs in its own process on the database under te
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,39 +23,10 @@ import pytest
 from django.core.management import call_command
 
 from tests.factories import git
-from tests.faults import request
-from tests.helpers import ROOT, current_database_url, free_port, last_json_line, run_django
+from tests.faults import request, uvicorn
+from tests.helpers import current_database_url, last_json_line, run_django
 
 JUSTIFICATION = "Upgrade verified against the changelog."
-#: A busy machine (CI, a load test beside us) takes a while to import Django twice.
-STARTUP_S = 120
-
-
-@contextlib.contextmanager
-def uvicorn(env: dict[str, str], log_path: Path, *, workers: int = 1):
-    """``uvicorn immune.asgi:application`` on a free port; yields its base URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with log_path.open("w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "immune.asgi:application", "--host",
-             "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + STARTUP_S
-            while request(f"{base}/health/live", timeout=2)[0] != 200:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"uvicorn not live (exit code {server.poll()}):\n"
-                                f"{log_path.read_text()[-3000:]}")
-                time.sleep(0.2)
-            yield base
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=5)
 
 
 def burst(calls: list) -> list:
