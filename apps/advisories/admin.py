@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from apps.advisories.models import Advisory, AffectedPackage
+from apps.advisories.models import Advisory, AffectedPackage, NvdCve
+from apps.advisories.nvd.parser import preferred_metric
 from apps.core.admin import ReadOnlyAdmin
 
 
@@ -21,7 +22,8 @@ class AdvisoryAdmin(ReadOnlyAdmin):
 
     list_display = ["osv_id", "alias_list", "packages", "severity", "cvss_score", "modified",
                     "withdrawn", "source"]
-    list_filter = ["severity", "source", ("withdrawn", admin.EmptyFieldListFilter)]
+    list_filter = ["severity", "cvss_source", "source",
+                   ("withdrawn", admin.EmptyFieldListFilter)]
     search_fields = ["osv_id", "=alias_rows__alias", "=affected_packages__normalised_name",
                      "summary"]
     ordering = ["-modified"]
@@ -38,3 +40,21 @@ class AdvisoryAdmin(ReadOnlyAdmin):
     @admin.display(description="packages")
     def packages(self, obj):
         return ", ".join(sorted({a.name for a in obj.affected_packages.all()})[:3])
+
+
+@admin.register(NvdCve)
+class NvdCveAdmin(ReadOnlyAdmin):
+    """NVD's data per CVE (docs/nvd.md): read-only, written by import_nvd and the beat job."""
+
+    list_display = ["cve", "vuln_status", "preferred_score", "kev_date_added", "last_modified"]
+    list_filter = ["vuln_status", ("kev_date_added", admin.EmptyFieldListFilter)]
+    search_fields = ["=cve"]
+    ordering = ["-last_modified"]
+    show_full_result_count = False
+
+    @admin.display(description="CVSS (preferred)")
+    def preferred_score(self, obj):
+        metric = preferred_metric(obj.metrics)
+        if metric is None:
+            return "—"
+        return f"{metric['base_score']} v{metric['version']} ({metric['type']})"

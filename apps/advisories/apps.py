@@ -7,7 +7,8 @@ class AdvisoriesConfig(AppConfig):
     verbose_name = "Advisories (Oráculo)"
 
     def ready(self) -> None:
-        # The OSV and EPSS/KEV download breakers exist (and show in /health/components)
-        # before a fetch.
+        # The OSV, EPSS/KEV and NVD download breakers exist (and show in
+        # /health/components) before a fetch.
         from apps.advisories import evidence  # noqa: F401
+        from apps.advisories.nvd import fetch  # noqa: F401
         from apps.advisories.osv import sources  # noqa: F401

@@ -16,6 +16,7 @@ import urllib.error
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import structlog
@@ -32,7 +33,7 @@ from apps.advisories.feeds import (
     iter_epss,
     parse_kev,
 )
-from apps.advisories.models import Advisory, AdvisoryAlias, EpssScore, KevEntry
+from apps.advisories.models import Advisory, AdvisoryAlias, EpssScore, KevEntry, NvdCve
 from apps.advisories.osv.sources import _download, _is_outage
 from apps.advisories.signals import exploitation_evidence_changed
 from apps.core.breakers import Breaker, CircuitBreakerError
@@ -82,6 +83,12 @@ class EvidenceReport:
             "failures": [{"path": f.where, "reason": f.reason} for f in self.failures],
             "unreadable": self.unreadable, **self.meta,
         }
+
+    def summary(self) -> str:
+        """The command's closing line."""
+        return (f"{self.feed} rows {self.rows}: created {self.created}, updated "
+                f"{self.updated}, unchanged {self.unchanged}, removed {self.removed}, "
+                f"failed {self.failed}; advisories updated {self.advisories_updated}")
 
 
 # --- EPSS ---------------------------------------------------------------------------------
@@ -218,8 +225,8 @@ def _refresh_and_announce(changed_cves: set[str], report: EvidenceReport) -> Non
                 sender=Advisory, advisory_ids=ids))
 
 
-def _cves_of(advisory_ids: Iterable[int] | None, cves: set[str] | None
-             ) -> dict[int, set[str]]:
+def advisory_cves(advisory_ids: Iterable[int] | None, cves: set[str] | None
+                  ) -> dict[int, set[str]]:
     """{advisory id: its CVE ids (its own id when a CVE, and its CVE aliases)} for the
     given advisories, or for those naming one of ``cves``."""
     found: dict[int, set[str]] = defaultdict(set)
@@ -243,7 +250,7 @@ def _cves_of(advisory_ids: Iterable[int] | None, cves: set[str] | None
         hit.update(AdvisoryAlias.objects.filter(alias__in=chunk)
                    .values_list("advisory_id", flat=True))
         hit.update(Advisory.objects.filter(osv_id__in=chunk).values_list("pk", flat=True))
-    return _cves_of(sorted(hit), None) if hit else {}
+    return advisory_cves(sorted(hit), None) if hit else {}
 
 
 def advisories_evidence_refresh(*, advisory_ids: Iterable[int] | None = None,
@@ -251,23 +258,27 @@ def advisories_evidence_refresh(*, advisory_ids: Iterable[int] | None = None,
     """Recompute the denormalised evidence of the given advisories (or of those naming one of
     ``cves``) from the EPSS and KEV rows of their CVEs; bulk-updates those that changed and
     returns their ids. Several CVEs on one advisory: KEV-listed if any is, the earliest
-    date added, the highest EPSS score and percentile."""
-    by_advisory = _cves_of(advisory_ids, cves)
+    date added, the highest EPSS score and percentile. A CVE is KEV-listed when CISA's
+    catalog lists it or NVD's record carries ``cisaExploitAdd`` (docs/nvd.md)."""
+    by_advisory = advisory_cves(advisory_ids, cves)
     if not by_advisory:
         return []
     every_cve = sorted(set().union(*by_advisory.values()))
     epss: dict[str, EpssScore] = {}
-    kev: dict[str, KevEntry] = {}
+    kev: dict[str, date] = {}
     for start in range(0, len(every_cve), _CHUNK):
         chunk = every_cve[start:start + _CHUNK]
         epss.update((e.cve, e) for e in EpssScore.objects.filter(cve__in=chunk))
-        kev.update((k.cve, k) for k in KevEntry.objects.filter(cve__in=chunk).only(
+        kev.update((k.cve, k.date_added) for k in KevEntry.objects.filter(cve__in=chunk).only(
             "cve", "date_added"))
+        for cve, added in NvdCve.objects.filter(
+                cve__in=chunk, kev_date_added__isnull=False).values_list("cve", "kev_date_added"):
+            kev[cve] = min(added, kev.get(cve, added))
     fields = ["kev_listed", "kev_date_added", "epss_score", "epss_percentile"]
     dirty = []
     for advisory in Advisory.objects.filter(pk__in=list(by_advisory)).only("pk", *fields):
         names = by_advisory[advisory.pk]
-        listed = [kev[c].date_added for c in names if c in kev]
+        listed = [kev[c] for c in names if c in kev]
         scored = [epss[c] for c in names if c in epss]
         values = {
             "kev_listed": bool(listed),

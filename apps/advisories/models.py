@@ -16,6 +16,11 @@ class Severity(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+class CvssSource(models.TextChoices):
+    OSV = "", "OSV record"
+    NVD = "nvd", "NVD"
+
+
 #: Most urgent first; used for ordering and for "at least this severe" filters.
 SEVERITY_RANK = {"critical": 5, "high": 4, "medium": 3, "low": 2, "none": 1, "unknown": 0}
 
@@ -40,9 +45,24 @@ class Advisory(TimeStampedModel):
     source_path = models.CharField(max_length=1000, blank=True)
     content_hash = models.CharField(max_length=64)
     raw = models.JSONField(help_text="the OSV record as imported")
-    #: The OSV id whose severity (and score and vector) this advisory carries because it has
-    #: none of its own (docs/advisories.md, "Severity across aliases"); blank when its own.
+    #: Where ``severity``, ``cvss_score`` and ``cvss_vector`` come from when they are not the
+    #: advisory's own (docs/advisories.md, "Severity across aliases" and docs/nvd.md): the
+    #: OSV id of a twin advisory, or (``cvss_source == "nvd"``) the CVE id whose NVD record
+    #: scored it; blank when they are its own.
     severity_from = models.CharField(max_length=200, blank=True, default="")
+    #: The severity its own OSV record gives (from its vectors, else GHSA's
+    #: database_specific.severity, else unknown), kept so it comes back when a carried one
+    #: goes away.
+    own_severity = models.CharField(
+        max_length=10, choices=Severity.choices, default=Severity.UNKNOWN)
+    #: "nvd" when the CVSS score, vector and severity are NVD's (the advisory has no CVSS of
+    #: its own); blank when they come from OSV records (its own, or its twin's).
+    cvss_source = models.CharField(max_length=10, choices=CvssSource.choices, blank=True,
+                                   default=CvssSource.OSV, db_index=True)
+    #: Who scored it at NVD (the metric's ``source``: nvd@nist.gov, a CNA's address) and
+    #: whether NVD lists that metric as "Primary" or "Secondary"; blank unless from NVD.
+    nvd_metric_source = models.CharField(max_length=200, blank=True, default="")
+    nvd_metric_type = models.CharField(max_length=10, blank=True, default="")
     # Exploitation evidence, denormalised from the CVE rows below through the advisory's
     # id and aliases (apps/advisories/evidence.py); read by priority, SLA and notifications.
     kev_listed = models.BooleanField("CISA KEV", default=False, db_index=True)
@@ -152,3 +172,52 @@ class KevEntry(models.Model):
 
     def __str__(self) -> str:
         return self.cve
+
+
+class NvdCve(models.Model):
+    """One CVE as NVD publishes it (CVE API 2.0 and the JSON 2.0 feeds; docs/nvd.md): the
+    parts immune uses, refreshed by ``import_nvd`` and the NVD beat job."""
+
+    cve = models.CharField("CVE", max_length=50, unique=True)
+    #: The CNA that published the CVE (``sourceIdentifier``).
+    source_identifier = models.CharField(max_length=200, blank=True)
+    #: NVD's ``vulnStatus``: Received, Awaiting Analysis, Undergoing Analysis, Analyzed,
+    #: Modified, Deferred, Rejected. A rejected CVE's metrics are never used.
+    vuln_status = models.CharField(max_length=50, blank=True, db_index=True)
+    published = models.DateTimeField(null=True, blank=True)
+    last_modified = models.DateTimeField(null=True, blank=True, db_index=True)
+    #: Every CVSS metric NVD lists, newest version first, in NVD's order within a version:
+    #: ``{"version": "4.0"|"3.1"|"3.0"|"2.0", "vector", "base_score", "base_severity",
+    #: "source", "type": "Primary"|"Secondary"}``.
+    metrics = models.JSONField(default=list, blank=True)
+    cwe_ids = models.JSONField(default=list, blank=True)
+    #: NVD's copy of CISA KEV (``cisaExploitAdd``, ``cisaActionDue``, ...): set when NVD
+    #: marks the CVE as known exploited.
+    kev_date_added = models.DateField("CISA KEV added", null=True, blank=True)
+    kev_action_due = models.DateField(null=True, blank=True)
+    kev_required_action = models.TextField(blank=True)
+    kev_vulnerability_name = models.CharField(max_length=500, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "NVD CVE"
+        verbose_name_plural = "NVD CVEs"
+
+    def __str__(self) -> str:
+        return self.cve
+
+    @property
+    def rejected(self) -> bool:
+        return self.vuln_status == "Rejected"
+
+
+class NvdSyncState(models.Model):
+    """How far the NVD beat job has synced (docs/nvd.md): the end of the last
+    ``lastModified`` window of the CVE API imported whole."""
+
+    name = models.CharField(max_length=50, unique=True)
+    synced_through = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.synced_through}"

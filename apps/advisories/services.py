@@ -21,13 +21,19 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import Q
 
 from apps.advisories.evidence import advisories_evidence_refresh
+from apps.advisories.feeds import CVE_RE
 from apps.advisories.models import (
     SEVERITY_RANK,
     Advisory,
     AdvisoryAlias,
     AffectedPackage,
+    CvssSource,
+    NvdCve,
     Severity,
 )
+from apps.advisories.nvd.parser import REJECTED as NVD_REJECTED
+from apps.advisories.nvd.parser import VERSION_RANK as NVD_VERSION_RANK
+from apps.advisories.nvd.parser import preferred_metric
 from apps.advisories.osv import (
     AdvisoryParseError,
     ParsedAdvisory,
@@ -37,7 +43,7 @@ from apps.advisories.osv import (
     parse_osv,
 )
 from apps.advisories.osv.matching import unorderable_reason
-from apps.advisories.osv.parser import MAX_DEPTH, MAX_RECORD_BYTES
+from apps.advisories.osv.parser import MAX_DEPTH, MAX_RECORD_BYTES, severity_for_score
 from apps.advisories.osv.sources import Limits
 from apps.advisories.signals import advisories_changed, advisories_withdrawn
 
@@ -199,9 +205,13 @@ def _fields(parsed: ParsedAdvisory, *, source: str, path: str) -> dict:
         "source_path": path[-1000:],
         "content_hash": parsed.content_hash,
         "raw": parsed.raw,
-        # Its own severity, as parsed; one carried from a twin is set again afterwards
-        # (advisories_severity_share), so a record that gains its own always wins.
+        # Its own severity, as parsed; one carried from a twin or from NVD is set again
+        # afterwards (advisories_severity_share), so a record that gains its own always wins.
+        "own_severity": parsed.severity,
         "severity_from": "",
+        "cvss_source": CvssSource.OSV,
+        "nvd_metric_source": "",
+        "nvd_metric_type": "",
     }
 
 
@@ -392,16 +402,35 @@ def advisories_announce(*, advisory_ids: Iterable[int]) -> None:
         sender=Advisory, advisory_ids=ids, packages=packages))
 
 
-# --- Severity across aliases --------------------------------------------------------------
-#: How much a severity is worth believing: one computed from a CVSS vector, then one a
+# --- Severity across aliases and from NVD -------------------------------------------------
+#: Advisory columns the severity derivation reads and writes.
+_SEVERITY_FIELDS = ["severity", "cvss_score", "cvss_vector", "severity_from", "cvss_source",
+                    "nvd_metric_source", "nvd_metric_type"]
+
+
+def _own(advisory: Advisory) -> tuple[str, float | None, str]:
+    """Severity, score and vector of the advisory's own OSV record. The columns hold them
+    unless carried (``severity_from`` set), and one is carried only when the record has no
+    CVSS score, so then its own score and vector are none and its severity is kept in
+    ``own_severity``."""
+    if advisory.severity_from == "":
+        return advisory.severity, advisory.cvss_score, advisory.cvss_vector
+    return advisory.own_severity, None, ""
+
+
+#: How much an own severity is worth believing: one computed from a CVSS vector, then one a
 #: database stated (GHSA's database_specific.severity), then none.
 def _confidence(advisory: Advisory) -> tuple[int, int]:
-    scored = 2 if advisory.cvss_score is not None else 1
-    return scored, SEVERITY_RANK.get(advisory.severity, 0)
+    severity, score, _vector = _own(advisory)
+    return (2 if score is not None else 1), SEVERITY_RANK.get(severity, 0)
 
 
 def _identifiers(advisory: Advisory) -> set[str]:
     return {advisory.osv_id, *(a for a in advisory.aliases if isinstance(a, str))}
+
+
+def _cve_ids(advisory: Advisory) -> set[str]:
+    return {name.upper() for name in _identifiers(advisory) if CVE_RE.match(name.upper())}
 
 
 def _sharing(identifiers: set[str]) -> list[Advisory]:
@@ -413,19 +442,61 @@ def _sharing(identifiers: set[str]) -> list[Advisory]:
         for advisory in Advisory.objects.filter(
                 Q(osv_id__in=chunk) | Q(alias_rows__alias__in=chunk)
         ).order_by().distinct().only(
-                "pk", "osv_id", "aliases", "severity", "cvss_score", "cvss_vector",
-                "severity_from", "withdrawn"):
+                "pk", "osv_id", "aliases", "own_severity", "withdrawn", *_SEVERITY_FIELDS):
             found[advisory.pk] = advisory
     return list(found.values())
 
 
+def _nvd_scores(cves: set[str]) -> dict[str, dict]:
+    """{CVE: the NVD metric to use for it} for the CVEs NVD scores and has not rejected."""
+    names = sorted(cves)
+    chosen: dict[str, dict] = {}
+    for start in range(0, len(names), 500):
+        for cve, metrics in NvdCve.objects.filter(cve__in=names[start:start + 500]).exclude(
+                vuln_status=NVD_REJECTED).values_list("cve", "metrics"):
+            metric = preferred_metric(metrics)
+            if metric is not None:
+                chosen[cve] = dict(metric)
+    return chosen
+
+
+def _from_nvd(advisory: Advisory, nvd: dict[str, dict]) -> dict | None:
+    """NVD's CVSS for the advisory: of its CVEs' chosen metrics the highest score (an
+    advisory naming several CVEs is as severe as the worst), then a Primary one, then the
+    newer version, then the CVE id."""
+    scored = [(cve, nvd[cve]) for cve in _cve_ids(advisory) if cve in nvd]
+    if not scored:
+        return None
+    cve, metric = max(scored, key=lambda item: (
+        item[1]["base_score"], item[1]["type"] == "Primary",
+        NVD_VERSION_RANK.get(item[1]["version"], 0), item[0]))
+    return {"severity": severity_for_score(metric["base_score"]),
+            "cvss_score": metric["base_score"], "cvss_vector": metric["vector"],
+            "severity_from": cve, "cvss_source": CvssSource.NVD,
+            "nvd_metric_source": metric["source"][:200], "nvd_metric_type": metric["type"]}
+
+
+def _carried(severity: str, score: float | None, vector: str, donor: str = "") -> dict:
+    return {"severity": severity, "cvss_score": score, "cvss_vector": vector,
+            "severity_from": donor, "cvss_source": CvssSource.OSV, "nvd_metric_source": "",
+            "nvd_metric_type": ""}
+
+
 def advisories_severity_share(*, advisory_ids: Iterable[int]) -> list[int]:
-    """Carry severity across aliases (docs/advisories.md): an advisory with no severity of its
-    own takes severity, CVSS score and vector from the most trustworthy live advisory that
-    shares an identifier with it (one's id is the other's alias, or both list one alias);
-    ``severity_from`` names the donor. Its own severity always wins, and only own
-    severities are carried (never one already carried). Re-derived for the given advisories
-    and their twins; returns the ids of the advisories that changed."""
+    """Derive the severity, CVSS score and vector of the given advisories and their twins
+    (docs/advisories.md "Severity across aliases", docs/nvd.md), first that applies:
+
+    1. its own CVSS score (from its OSV record's vector) always wins;
+    2. else NVD's CVSS for one of its CVEs (its id or aliases; rejected CVEs never), marked
+       ``cvss_source = "nvd"``, ``severity_from`` = the CVE, with NVD's metric source/type;
+    3. else the severity its record states (GHSA's database_specific.severity);
+    4. else the own severity of the most trustworthy live advisory sharing an identifier
+       with it (one's id is the other's alias, or both list one alias), ``severity_from``
+       naming it: a severity computed from a vector before a stated one, then the more
+       severe, then the id. Only own severities are carried, never carried ones;
+    5. else unknown.
+
+    Returns the ids of the advisories that changed."""
     touched = list(Advisory.objects.filter(pk__in=list(advisory_ids)).only("osv_id", "aliases"))
     if not touched:
         return []
@@ -436,29 +507,31 @@ def advisories_severity_share(*, advisory_ids: Iterable[int]) -> list[int]:
     for advisory in neighbours.values():
         for name in _identifiers(advisory):
             by_identifier.setdefault(name, []).append(advisory)
-    fields = ["severity", "cvss_score", "cvss_vector", "severity_from"]
+    nvd = _nvd_scores(set().union(*(_cve_ids(a) for a in group)))
     dirty = []
     for advisory in group:
-        if advisory.severity_from == "" and advisory.severity != Severity.UNKNOWN:
-            continue  # its own severity: nothing to carry
-        donors = {
-            other.pk: other
-            for name in _identifiers(advisory) for other in by_identifier.get(name, ())
-            if other.pk != advisory.pk and other.severity_from == ""
-            and other.severity != Severity.UNKNOWN and other.withdrawn is None
-        }
-        if donors:
-            best = max(donors.values(), key=lambda d: (*_confidence(d), d.osv_id))
-            values = {"severity": best.severity, "cvss_score": best.cvss_score,
-                      "cvss_vector": best.cvss_vector, "severity_from": best.osv_id}
-        elif advisory.severity_from:  # the donor lost its severity or went away
-            values = {"severity": Severity.UNKNOWN, "cvss_score": None, "cvss_vector": "",
-                      "severity_from": ""}
+        severity, score, vector = _own(advisory)
+        if score is not None:
+            values = _carried(severity, score, vector)
+        elif (scored := _from_nvd(advisory, nvd)) is not None:
+            values = scored
+        elif severity != Severity.UNKNOWN:
+            values = _carried(severity, None, "")
         else:
-            continue
+            donors = {
+                other.pk: other
+                for name in _identifiers(advisory) for other in by_identifier.get(name, ())
+                if other.pk != advisory.pk and other.withdrawn is None
+                and _own(other)[0] != Severity.UNKNOWN
+            }
+            if donors:
+                best = max(donors.values(), key=lambda d: (*_confidence(d), d.osv_id))
+                values = _carried(*_own(best), donor=best.osv_id)
+            else:
+                values = _carried(Severity.UNKNOWN, None, "")
         if any(getattr(advisory, k) != v for k, v in values.items()):
             for k, v in values.items():
                 setattr(advisory, k, v)
             dirty.append(advisory)
-    Advisory.objects.bulk_update(dirty, fields, batch_size=500)
+    Advisory.objects.bulk_update(dirty, _SEVERITY_FIELDS, batch_size=500)
     return [a.pk for a in dirty]

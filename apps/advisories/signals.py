@@ -12,8 +12,9 @@ from django.dispatch import Signal
 #: advisories name): projects depending on one of them may have new or changed APVs.
 advisories_changed = Signal()
 
-#: EPSS or KEV data changed the evidence denormalised on these advisories
-#: (``advisory_ids``): their APVs' priority and SLA follow it; no match changes.
+#: EPSS, KEV or NVD data changed the evidence, or NVD's CVSS changed the severity and score,
+#: denormalised on these advisories (``advisory_ids``): their APVs' severity, CVSS score,
+#: priority and SLA follow; no match changes.
 exploitation_evidence_changed = Signal()
 
 #: An import withdrew these advisories (``osv_ids``): they match nothing any more. Sent

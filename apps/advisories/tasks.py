@@ -2,6 +2,7 @@ import structlog
 from django.conf import settings
 
 from apps.advisories.evidence import evidence_fetch_and_import
+from apps.advisories.nvd.fetch import nvd_sync
 from apps.advisories.services import advisories_announce, advisories_import
 from apps.core.instrumentation import instrumented_task
 
@@ -59,3 +60,19 @@ def advisories_import_epss() -> dict:
 def advisories_import_kev() -> dict:
     """Beat (daily, when KEV_URL is set): CISA's KEV catalog. Idempotent."""
     return _evidence("kev", settings.KEV_URL)
+
+
+@instrumented_task(name="advisories.sync_nvd")
+def advisories_sync_nvd() -> dict:
+    """Beat (every NVD_SYNC_INTERVAL_S, when NVD_SYNC is "feed" or "api"): NVD's CVSS, CWE
+    and KEV data for the CVEs changed since the last run (docs/nvd.md). Idempotent."""
+    if not settings.NVD_SYNC:
+        return {"skipped": "NVD_SYNC is empty"}
+    report = nvd_sync()
+    summary = report.as_dict()
+    summary["failures"] = summary["failures"][:SYNC_FAILURES_SHOWN]
+    summary["sources"] = summary["sources"][-SYNC_FAILURES_SHOWN:]
+    if report.unreadable:
+        log.warning("advisories.nvd_unreadable", mode=settings.NVD_SYNC,
+                    reason=report.unreadable)
+    return summary

@@ -249,12 +249,14 @@ def _kind_of_download(url: str, content_type: str, head: bytes) -> str:
     return ""
 
 
-def _download(url: str, target: Path, *, timeout: float, max_bytes: int) -> str:
+def _download(url: str, target: Path, *, timeout: float, max_bytes: int,
+              headers: dict[str, str] | None = None) -> str:
     """Stream `url` into `target`; returns the Content-Type. Raises OSError/ValueError."""
     if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
         raise ValueError(f"only http(s) URLs are fetched, not {url!r}")
     # Scheme checked just above, so file:// and custom schemes never reach urlopen.
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})  # noqa: S310
+    request = urllib.request.Request(  # noqa: S310
+        url, headers={"User-Agent": _USER_AGENT, **(headers or {})})
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
         length = response.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > max_bytes:

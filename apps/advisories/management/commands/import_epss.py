@@ -13,5 +13,5 @@ class Command(EvidenceImportCommand):
         "with its #model_version comment line). " + COMMON_HELP
     )
 
-    def run_import(self, path: str):
-        return epss_import(path=path)
+    def run_import(self, paths, on_progress):
+        return epss_import(path=paths[0])

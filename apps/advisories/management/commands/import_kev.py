@@ -14,5 +14,5 @@ class Command(EvidenceImportCommand):
         "no longer lists are removed. " + COMMON_HELP
     )
 
-    def run_import(self, path: str):
-        return kev_import(path=path)
+    def run_import(self, paths, on_progress):
+        return kev_import(path=paths[0])
