@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from apps.ab_testing.charts import accuracy_chart
 from apps.ab_testing.models import ABTestResult, Experiment
-from apps.ab_testing.selectors import accuracy_report, disagreements
+from apps.ab_testing.selectors import accuracy_by_package, accuracy_report, disagreements
 from apps.ab_testing.services import experiment_disable, experiment_enable
 from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import ApplicationError
@@ -94,5 +94,6 @@ class ABTestResultAdmin(ReadOnlyAdmin):
     def changelist_view(self, request, extra_context=None):
         report = accuracy_report()
         extra = {**(extra_context or {}), "report": report, "chart": accuracy_chart(),
+                 "per_package": accuracy_by_package(),
                  "disagreements": list(disagreements()[:50])}
         return super().changelist_view(request, extra)

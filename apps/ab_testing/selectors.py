@@ -3,7 +3,6 @@ its history per model version, and the disagreements worth studying."""
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
 from django.conf import settings
@@ -12,19 +11,7 @@ from django.db.models import CharField, QuerySet, Value
 
 from apps.ab_testing.models import ABTestResult, Experiment
 from apps.ab_testing.services import ACCURACY_GENERATION_KEY
-
-Z_95 = 1.959963984540054
-
-
-def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float] | None:
-    """Wilson score interval for a proportion: unlike the normal approximation it stays
-    inside [0, 1] and behaves at small n and at 0 % or 100 %, which a young model has."""
-    if n == 0:
-        return None
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+from apps.ml.stats import Z_95, wilson_interval  # noqa: F401 (one copy, re-exported)
 
 
 def ab_result_list(*, model_version: int | None = None, since: datetime | None = None,
@@ -90,6 +77,29 @@ def accuracy_report(*, model_version: int | None = None, since: datetime | None 
     }
     cache.set(key, report, settings.AB_ACCURACY_CACHE_S)
     return {**report, "cached": False}
+
+
+def accuracy_by_package(*, model_version: int | None = None, since: datetime | None = None,
+                        until: datetime | None = None) -> list[dict]:
+    """The report per package (the patch's package): its confusion matrix, accuracy with
+    the 95 % Wilson interval, and how many of its pairs were predicted by a model that had
+    never seen the package (docs/ml.md: the case routing sends to a wargame unless the
+    model's leave-one-package-out accuracy is high enough)."""
+    from collections import defaultdict
+
+    pairs: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    unseen: dict[str, int] = defaultdict(int)
+    rows = (ab_result_list(model_version=model_version, since=since, until=until)
+            .filter(correct__isnull=False)
+            .values_list("prediction__patch__package", "predicted_effective",
+                         "actual_effective", "model_version__training_packages"))
+    for package, predicted, actual, trained_on in rows:
+        package = package or "unknown"
+        pairs[package].append((predicted, actual))
+        if package not in (trained_on or []):
+            unseen[package] += 1
+    return [{"package": package, **confusion(found), "unseen_by_model": unseen[package]}
+            for package, found in sorted(pairs.items())]
 
 
 def accuracy_by_version_and_day() -> list[dict]:

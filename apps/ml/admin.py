@@ -10,9 +10,11 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.safestring import mark_safe
 
 from apps.core.admin import ReadOnlyAdmin
 from apps.core.errors import ApplicationError
+from apps.ml.charts import calibration_svg
 from apps.ml.models import ModelActivation, ModelVersion, Prediction
 from apps.ml.services import model_activate
 
@@ -25,9 +27,10 @@ class ActivateForm(forms.Form):
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
     list_display = ["version", "algorithm", "is_active", "training_size", "cv_accuracy",
-                    "cv_f1", "cv_roc_auc", "cv_brier", "trigger", "created_at"]
+                    "grouped_accuracy", "cv_f1", "cv_roc_auc", "cv_brier", "grouped_brier",
+                    "trigger", "created_at"]
     list_filter = ["is_active", "algorithm"]
-    exclude = ["artifact"]
+    exclude = ["artifact", "evaluation"]
     change_form_template = "admin/ml/modelversion/change_form.html"
 
     def get_queryset(self, request):
@@ -42,9 +45,21 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                      name="ml_modelversion_activate"), *super().get_urls()]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
+        version = ModelVersion.objects.filter(pk=object_id).only("evaluation").first()
+        evaluation = version.evaluation if version is not None else {}
+        # The chart holds numbers and fixed words only (charts.py escapes the rest).
+        chart = mark_safe(calibration_svg(evaluation))  # noqa: S308
         extra = {**(extra_context or {}), "can_activate": self.has_activate_permission(request),
                  "activations": ModelActivation.objects.filter(model_version_id=object_id)
-                 .select_related("previous")}
+                 .select_related("previous"),
+                 "evaluations": [(label, evaluation.get(key)) for key, label in (
+                     ("stratified", "Stratified folds (patches like those it has seen)"),
+                     ("grouped", "Leave one package out (a package it never saw)"))
+                     if evaluation.get(key)],
+                 "per_package": (evaluation.get("grouped") or {}).get("per_package", []),
+                 "per_strategy": sorted(((evaluation.get("grouped") or {})
+                                         .get("per_strategy") or {}).items()),
+                 "calibration_chart": chart}
         return super().change_view(request, object_id, form_url, extra)
 
     def activate_view(self, request, object_id):

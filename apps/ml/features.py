@@ -1,9 +1,20 @@
 """What is known about a patch before any wargame, as the model's feature dictionary.
 
-Every feature is documented in ``FEATURES`` (and in docs/ml.md, generated from the same
-table). Categorical features are strings (one-hot encoded by the model's DictVectorizer),
-the rest numbers. Nothing here looks at wargame verdicts: the model must predict them. The
-advisory features describe the advisories in the verdict's scope (``patch_features``).
+Every feature is documented in ``FEATURES`` (and in docs/ml.md, from the same table).
+Categorical features are strings (one-hot encoded by the model's DictVectorizer), the rest
+numbers. Nothing here looks at wargame verdicts: the model must predict them.
+
+The same function, ``pair_features``, describes a proposed patch (``patch_features``) and a
+row of the wargame corpus (``row_features``): plain facts in (package, versions, strategy,
+the advisories in the verdict's scope, the diff, whether it compiles), a dictionary out, so
+training and prediction never see two versions of a feature. The features are chosen to
+carry to a package the model never saw (docs/ml.md, "Features"): where the upgrade's
+target stands against the advisory's affected ranges and its first fixed release, the kind
+of version change, the weakness family, the kind of code change, and whether the patched
+code compiles. What only named the training set's own packages and projects (the CVSS
+vector's parts, how many advisories a patch claims, the ecosystem, whether a PoC exists,
+the advisory's age on the day the patch was made, the diff's size) is not a feature any
+more.
 """
 
 from __future__ import annotations
@@ -11,44 +22,46 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from django.utils import timezone
 from packaging.version import InvalidVersion, Version
 
+from apps.advisories.models import Advisory
 from apps.advisories.osv import matching as osv
 from apps.advisories.selectors import AffectedIndex
 from apps.reviews.models import Patch, PatchStrategy
 
+NOT_APPLICABLE = "n/a"
+#: The version of the feature dictionary below; a model trained on another one is not used
+#: (ModelVersion.feature_set). 1: the first set (issue 7); 2: the corpus's (issue 17).
+FEATURE_SET = 2
+
 #: name → what it means. The order is the documentation order.
 FEATURES: dict[str, str] = {
-    "cvss_score": "highest CVSS base score among the advisories in scope (those the exploit "
-                  "covers; all the patch claims when it covers none) (0 when none is scored)",
-    "cvss_av": "attack vector of that advisory's CVSS vector (N, A, L, P; 'none')",
-    "cvss_ac": "attack complexity (L, H; 'none')",
-    "cvss_pr": "privileges required (N, L, H; 'none')",
-    "cvss_ui": "user interaction (N, R, or CVSS 4's P/A; 'none')",
-    "cvss_s": "scope (U, C; 'none' for CVSS 4 and unscored)",
-    "cvss_c": "confidentiality impact (H, L, N; CVSS 4's VC)",
-    "cvss_i": "integrity impact (H, L, N; CVSS 4's VI)",
-    "cvss_a": "availability impact (H, L, N; CVSS 4's VA)",
-    "severity": "highest severity among the advisories in scope (critical … low, unknown)",
+    "strategy": "the patch strategy (dependency_upgrade, code_patch, …)",
+    "target_leaves_affected": "for an upgrade: 'yes' when the target version is outside "
+                              "every affected range (and versions list) of the advisories "
+                              "in scope, 'no' when one still lists it; 'n/a' otherwise",
+    "fix_distance": "for an upgrade: where the target stands against the advisories' fixed "
+                    "releases — 'at' the first fixed release, 'after_patch' / 'after_minor' "
+                    "/ 'after_major' (the largest version part beyond the fix that it is "
+                    "past), 'before_patch' / 'before_minor' / 'before_major' (still short "
+                    "of the next fix), 'no_fix' (affected, and no release fixes it); 'n/a' "
+                    "for other strategies",
+    "version_bump": "for an upgrade, the largest part of the version that changes: major, "
+                    "minor, patch, prerelease (or downgrade, unknown); 'none' for other "
+                    "strategies",
+    "compiles": "for a code patch: 'yes' when every Python file the diff leaves compiles "
+                "(byte-compiled in the wargame sandbox), 'no' when one does not; 'n/a' for "
+                "upgrades and when it could not be checked",
     "cwe_family": "the weakness family of the in-scope advisories' CWEs (injection, path, "
                   "deserialisation, xss, ssrf, xxe, redirect, crypto_auth, resource, "
-                  "validation, exposure, other, unknown)",
-    "ecosystem": "the package's ecosystem (PyPI, npm, …)",
-    "strategy": "the patch strategy (dependency_upgrade, code_patch, …)",
-    "version_bump": "for an upgrade, the largest part of the version that changes: major, "
-                    "minor, patch, prerelease; 'none' for other strategies",
-    "advisories_claimed": "how many advisories the patch claims to fix",
-    "advisories_still_affecting_target": "how many advisories in scope still list the "
-                                         "upgrade's target version as affected (0 for "
-                                         "non-upgrades)",
-    "exploit_available": "1 when the exploit library (built-in or WARGAME_EXPLOIT_DIRS) holds "
-                         "a PoC for the patch's advisories or CWE",
-    "diff_files": "files the diff touches",
-    "diff_added": "lines the diff adds",
-    "diff_removed": "lines the diff removes",
+                  "validation, exposure, other, unknown); a CWE named in a code patch's "
+                  "title counts too",
+    "severity": "highest severity among the advisories in scope (critical … low, unknown)",
+    "cvss_score": "highest CVSS base score among the advisories in scope (NVD's when the "
+                  "OSV record has none; 0 when none is scored)",
     "change_validation": "1 when added lines reject input (an if that returns an error "
                          "status, raises or returns early)",
     "change_sanitisation": "1 when added lines strip or replace characters of the input",
@@ -61,7 +74,6 @@ FEATURES: dict[str, str] = {
                        "s.replace('x', …), startswith of one scheme)",
     "change_allowlist": "1 when added lines compare against an allowed set or canonicalise "
                         "(realpath, commonpath, allowed hosts, argument lists)",
-    "advisory_age_days": "days from the oldest in-scope advisory's publication to the patch",
 }
 
 CWE_FAMILIES: dict[str, tuple[int, ...]] = {
@@ -108,19 +120,6 @@ _ALLOWLIST = re.compile(r"\brealpath\(|\bcommonpath\(|\bnormpath\(|[A-Z_]*ALLOWE
 
 def feature_hash(features: dict) -> str:
     return hashlib.sha256(json.dumps(features, sort_keys=True).encode()).hexdigest()
-
-
-def _cvss_parts(vector: str) -> dict[str, str]:
-    parts = dict(p.split(":", 1) for p in vector.split("/") if ":" in p)
-    # CVSS 4 names the impacts on the vulnerable system VC/VI/VA and has no scope.
-    return {
-        "cvss_av": parts.get("AV", "none"), "cvss_ac": parts.get("AC", "none"),
-        "cvss_pr": parts.get("PR", "none"), "cvss_ui": parts.get("UI", "none"),
-        "cvss_s": parts.get("S", "none"),
-        "cvss_c": parts.get("C", parts.get("VC", "none")),
-        "cvss_i": parts.get("I", parts.get("VI", "none")),
-        "cvss_a": parts.get("A", parts.get("VA", "none")),
-    }
 
 
 def cwe_family(cwe_ids: list[str]) -> str:
@@ -175,59 +174,171 @@ def diff_features(diff: str) -> dict[str, int]:
     }
 
 
-def patch_features(patch: Patch, *, at: datetime | None = None,
-                   scope: list[str] | None = None) -> dict[str, float | str]:
-    """The feature dictionary of a patch revision, as of ``at`` (default: its creation).
+
+
+# --- Where an upgrade's target stands ------------------------------------------------------
+
+_LEVELS = ("patch", "minor", "major")
+
+
+def _version(value: str) -> Version | None:
+    try:
+        return Version(value.split(",")[0].strip())
+    except (InvalidVersion, AttributeError):
+        return None
+
+
+def _level(lower: Version, upper: Version) -> str | None:
+    """The largest version part in which ``upper`` is past ``lower`` (None when equal)."""
+    if lower == upper:
+        return None
+    a, b = (lower.release + (0, 0, 0))[:3], (upper.release + (0, 0, 0))[:3]
+    if a[0] != b[0]:
+        return "major"
+    if a[1] != b[1]:
+        return "minor"
+    return "patch"
+
+
+def _fixed(affected: osv.AffectedPackage) -> list[Version]:
+    return sorted(v for value in affected.fixed_versions if (v := _version(value)) is not None)
+
+
+def target_position(entries: Iterable[osv.AffectedPackage], target: str) -> tuple[str, str]:
+    """(``target_leaves_affected``, ``fix_distance``) of an upgrade to ``target`` against
+    the affected entries of the advisories in scope (OSV § Evaluation decides "affected")."""
+    entries = list(entries)
+    version = _version(target)
+    if version is None or not entries:
+        return NOT_APPLICABLE, NOT_APPLICABLE
+    affecting = [e for e in entries if osv.is_affected(e, target)]
+    if affecting:
+        # Still short of a fix: how far the next fixed release of each is (the farthest
+        # counts: every advisory in scope must be fixed).
+        levels = []
+        for entry in affecting:
+            later = [f for f in _fixed(entry) if f > version]
+            if not later:
+                return "no", "no_fix"
+            levels.append(_level(version, later[0]) or "patch")
+        return "no", "before_" + max(levels, key=_LEVELS.index)
+    below = [f for entry in entries for f in _fixed(entry) if f <= version]
+    if not below:
+        return "yes", NOT_APPLICABLE  # outside every range without passing a fix
+    level = _level(max(below), version)
+    return "yes", "at" if level is None else f"after_{level}"
+
+
+# --- The feature dictionary ------------------------------------------------------------------
+
+@dataclass
+class PatchFacts:
+    """What is known about a patch (or a corpus pair) before it is wargamed."""
+
+    strategy: str
+    ecosystem: str = "PyPI"
+    package: str = ""
+    from_version: str = ""
+    target_version: str = ""
+    #: The advisories in the verdict's scope (those the exploit covers).
+    advisories: list[Advisory] = field(default_factory=list)
+    #: CWEs the patch itself names (title, notes; a corpus code patch's CWE).
+    cwes: list[str] = field(default_factory=list)
+    diff: str = ""
+    compiles: bool | None = None
+
+
+def pair_features(facts: PatchFacts) -> dict[str, float | str]:
+    upgrade = facts.strategy == PatchStrategy.DEPENDENCY_UPGRADE and bool(facts.target_version)
+    advisories = facts.advisories
+    scored = [a for a in advisories if a.cvss_score is not None]
+    severities = [a.severity for a in advisories if a.severity]
+    cwes = sorted({c for a in advisories for c in a.cwe_ids} | set(facts.cwes))
+    leaves, distance = NOT_APPLICABLE, NOT_APPLICABLE
+    if upgrade:
+        wanted = {a.pk for a in advisories}
+        index = AffectedIndex([(facts.ecosystem, facts.package)])
+        entries = [affected for advisory, affected in index.entries(facts.ecosystem,
+                                                                    facts.package)
+                   if advisory.pk in wanted]
+        leaves, distance = target_position(entries, facts.target_version)
+    code = facts.strategy == PatchStrategy.CODE_PATCH
+    return {
+        "strategy": facts.strategy,
+        "target_leaves_affected": leaves,
+        "fix_distance": distance,
+        "version_bump": version_bump(facts.from_version, facts.target_version)
+        if upgrade else "none",
+        "compiles": NOT_APPLICABLE if not code or facts.compiles is None
+        else ("yes" if facts.compiles else "no"),
+        "cwe_family": cwe_family(cwes),
+        "severity": max(severities, key=lambda s: _SEVERITY_RANK.get(s, 0))
+        if severities else "unknown",
+        "cvss_score": float(max(a.cvss_score for a in scored)) if scored else 0.0,
+        **{name: value for name, value in diff_features(facts.diff if not upgrade else "").items()
+           if name.startswith("change_")},
+    }
+
+
+def patch_features(patch: Patch, *, scope: list[str] | None = None) -> dict[str, float | str]:
+    """The feature dictionary of a patch revision.
 
     Features that describe the advisories use those in the verdict's scope (docs/ml.md):
     ``scope`` is the OSV ids a run's exploit covered (training); without it, the ids the
     library's exploit for this patch would cover (predicting). When the scope names none
-    of the patch's advisories, all of them are used."""
+    of the patch's advisories, all of them are used. A code patch is compiled in the
+    sandbox (``compiles``)."""
+    from apps.wargaming.compile_check import patch_compiles
     from apps.wargaming.exploits import exploit_for_advisory, exploit_for_cwe
     from apps.wargaming.services import exploit_coverage, patch_cwes
 
-    at = at or patch.created_at or timezone.now()
     claimed = list({apv.advisory_id: apv.advisory
                     for apv in patch.apvs.select_related("advisory")}.values())
-    all_cwes = sorted({c for a in claimed for c in a.cwe_ids} | set(patch_cwes(patch)))
-    ids = {i for a in claimed for i in (a.osv_id, *a.aliases)}
-    if patch.strategy == PatchStrategy.CODE_PATCH:
-        exploit = exploit_for_cwe(all_cwes)
-    else:
-        exploit = exploit_for_advisory(ids, patch.package) if ids else None
+    named = patch_cwes(patch)
     if scope is None:
+        all_cwes = sorted({c for a in claimed for c in a.cwe_ids} | set(named))
+        ids = {i for a in claimed for i in (a.osv_id, *a.aliases)}
+        if patch.strategy == PatchStrategy.CODE_PATCH:
+            exploit = exploit_for_cwe(all_cwes)
+        else:
+            exploit = exploit_for_advisory(ids, patch.package) if ids else None
         scope = exploit_coverage(patch, exploit)
     advisories = [a for a in claimed if a.osv_id in set(scope)] or claimed
-    scored = [a for a in advisories if a.cvss_score is not None]
-    top = max(scored, key=lambda a: a.cvss_score) if scored else None
-    cwes = sorted({c for a in advisories for c in a.cwe_ids} | set(patch_cwes(patch)))
-    severities = [a.severity for a in advisories if a.severity]
-    published = [a.published for a in advisories if a.published]
-    upgrade = patch.strategy == PatchStrategy.DEPENDENCY_UPGRADE and patch.target_version
-    features: dict[str, float | str] = {
-        "cvss_score": float(top.cvss_score) if top else 0.0,
-        **_cvss_parts(top.cvss_vector if top and top.cvss_vector else ""),
-        "severity": max(severities, key=lambda s: _SEVERITY_RANK.get(s, 0))
-        if severities else "unknown",
-        "cwe_family": cwe_family(cwes),
-        "ecosystem": patch.ecosystem or "unknown",
-        "strategy": patch.strategy,
-        "version_bump": version_bump(patch.from_version, patch.target_version)
-        if upgrade else "none",
-        "advisories_claimed": len(claimed),
-        "advisories_still_affecting_target": _still_affecting(patch, advisories)
-        if upgrade else 0,
-        "exploit_available": int(exploit is not None),
-        **diff_features(patch.diff if patch.strategy != PatchStrategy.DEPENDENCY_UPGRADE
-                        else ""),
-        "advisory_age_days": float(max(0, (at - min(published)).days)) if published else 0.0,
-    }
-    return features
+    code = patch.strategy == PatchStrategy.CODE_PATCH
+    return pair_features(PatchFacts(
+        strategy=patch.strategy, ecosystem=patch.ecosystem or "PyPI", package=patch.package,
+        from_version=patch.from_version, target_version=patch.target_version,
+        advisories=advisories, cwes=named,
+        diff=patch.diff if patch.strategy != PatchStrategy.DEPENDENCY_UPGRADE else "",
+        compiles=patch_compiles(patch).compiles if code else None))
 
 
-def _still_affecting(patch: Patch, advisories) -> int:
-    wanted = {a.pk for a in advisories}
-    index = AffectedIndex([(patch.ecosystem, patch.package)])
-    hit = {advisory.pk for advisory, affected in index.entries(patch.ecosystem, patch.package)
-           if advisory.pk in wanted and osv.is_affected(affected, patch.target_version)}
-    return len(hit)
+def advisories_named(ids: Iterable[str], *, ecosystem: str, package: str) -> list[Advisory]:
+    """The live advisories of ``package`` whose OSV id or an alias is in ``ids``."""
+    from django.db.models import Q
+
+    wanted = sorted({i.upper() for i in ids} | set(ids))
+    index = AffectedIndex([(ecosystem, package)])
+    candidates = {a.pk for a, _ in index.entries(ecosystem, package)}
+    return list(Advisory.objects.filter(Q(osv_id__in=wanted) | Q(alias_rows__alias__in=wanted),
+                                        pk__in=candidates).distinct().order_by("osv_id"))
+
+
+def row_features(row: dict) -> dict[str, float | str] | None:
+    """The feature dictionary of a corpus row (apps.wargaming.corpus), or None when none
+    of its advisories is in the database (import the advisory feed first)."""
+    from packaging.utils import canonicalize_name
+
+    ecosystem = row.get("ecosystem") or "PyPI"
+    package = canonicalize_name(row["package"])
+    advisories = advisories_named(row.get("advisory_ids") or [], ecosystem=ecosystem,
+                                  package=package)
+    if not advisories:
+        return None
+    return pair_features(PatchFacts(
+        strategy=row["strategy"], ecosystem=ecosystem, package=package,
+        from_version=row.get("vulnerable_version", ""),
+        target_version=row.get("candidate_version", "")
+        if row["strategy"] == PatchStrategy.DEPENDENCY_UPGRADE else "",
+        advisories=advisories, cwes=[row["cwe"]] if row.get("cwe") else [],
+        diff=row.get("diff") or "", compiles=row.get("compiles")))

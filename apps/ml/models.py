@@ -36,6 +36,21 @@ class ModelVersion(TimeStampedModel):
     cv_f1 = models.FloatField()
     cv_roc_auc = models.FloatField(null=True, blank=True)
     cv_brier = models.FloatField()
+    #: Leave-one-package-out figures (null when the labels span fewer than 3 packages):
+    #: what routing trusts for a package the model never saw (docs/ml.md, "Evaluation").
+    grouped_accuracy = models.FloatField(null=True, blank=True)
+    grouped_brier = models.FloatField(null=True, blank=True)
+    evaluation = models.JSONField(default=dict, blank=True, help_text="stratified and "
+                                  "grouped figures with 95 % intervals, calibration, per "
+                                  "package")
+    training_packages = models.JSONField(default=list, blank=True,
+                                         help_text="the packages among the labels")
+    training_sources = models.JSONField(default=dict, blank=True,
+                                        help_text="where the labels came from, and what "
+                                        "was left out and why")
+    #: Which feature dictionary the model was trained on (apps.ml.features.FEATURE_SET):
+    #: a model of another set is never asked to predict (its columns would not match).
+    feature_set = models.PositiveSmallIntegerField(default=1)
     candidates = models.JSONField(default=list, help_text="every algorithm tried, with its "
                                   "cross-validated metrics, and why this one won")
     artifact = models.BinaryField()

@@ -1,11 +1,14 @@
 """Training and cross-validating the patch-validity model (pure scikit-learn, no ORM).
 
-Two candidate algorithms are cross-validated on the same stratified folds; both are
-wrapped in a sigmoid-calibrated classifier, because routing compares the probability with
-a threshold and so needs probabilities that mean what they say. The winner is the one with
-the lowest cross-validated Brier score (it rewards calibration and discrimination at once);
-on a tie the simpler logistic regression is kept. A random forest was tried and dropped:
-evaluating its trees per call cost too much for the 5 ms latency aim (docs/ml.md).
+Two candidate algorithms are cross-validated on the same folds, twice: stratified folds
+(how the model does on patches like those it has seen) and, when the labels span at least
+``MIN_GROUPS`` packages, leave one package out (how it does on a package it never saw: the
+case that matters in production, docs/ml.md "Evaluation"). Both candidates are wrapped in a
+sigmoid-calibrated classifier, because routing compares the probability with a threshold
+and so needs probabilities that mean what they say. The winner is the one with the lowest
+Brier score (it rewards calibration and discrimination at once) — the grouped one when
+there is one; on a tie the simpler logistic regression is kept. A random forest was tried
+and dropped: evaluating its trees per call cost too much for the 5 ms latency aim.
 """
 
 from __future__ import annotations
@@ -27,11 +30,20 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from apps.ml.stats import (
+    brier_interval,
+    calibration_bins,
+    expected_calibration_error,
+    wilson_interval,
+)
+
 SEED = 0
+#: Leave-one-package-out needs this many packages among the labels to mean anything.
+MIN_GROUPS = 3
 
 #: name → (estimator factory, the parameters recorded on the model version)
 CANDIDATES: dict[str, tuple[Callable, dict]] = {
@@ -67,6 +79,10 @@ class Trained:
     class_balance: dict[str, int]
     seconds: float = 0.0
     out_of_fold: list[float] = field(default_factory=list)
+    #: The chosen candidate's full evaluation: stratified and grouped figures with 95 %
+    #: intervals, calibration tables, per-package figures (``evaluate``).
+    evaluation: dict = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
 
 
 def _pipeline(factory: Callable, calibration_folds: int) -> Pipeline:
@@ -90,8 +106,82 @@ def _metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float | None]:
     }
 
 
-def train(features: list[dict], labels: list[int], *, min_per_class: int) -> Trained:
-    """Cross-validate every candidate, refit the best on all labels (1 = effective)."""
+def _calibration_folds(y: np.ndarray, outer_folds: int) -> int:
+    """As many sigmoid-calibration folds as the smallest class allows inside a training
+    fold (2 to 5), so the sigmoid is fitted on as much out-of-fold data as it can."""
+    smallest = int(min(y.sum(), len(y) - y.sum()))
+    return max(2, min(5, smallest * (outer_folds - 1) // outer_folds))
+
+
+def _grouped_proba(factory: Callable, features: list[dict], y: np.ndarray,
+                   groups: np.ndarray) -> np.ndarray:
+    """Leave-one-group-out probabilities. A training fold with fewer than 2 labels of a
+    class cannot be fitted: its held-out rows get the training fold's base rate."""
+    proba = np.zeros(len(y))
+    rows = np.arange(len(y))
+    for train_index, test_index in LeaveOneGroupOut().split(rows, y, groups):
+        y_train = y[train_index]
+        smallest = int(min(y_train.sum(), len(y_train) - y_train.sum()))
+        if smallest < 2:
+            proba[test_index] = float(y_train.mean())
+            continue
+        pipeline = _pipeline(factory, max(2, min(5, smallest)))
+        pipeline.fit([features[i] for i in train_index], y_train)
+        proba[test_index] = pipeline.predict_proba([features[i] for i in test_index])[:, 1]
+    return proba
+
+
+def _figures(y: np.ndarray, proba: np.ndarray) -> dict:
+    """Metrics with 95 % intervals and the calibration table of out-of-fold probabilities."""
+    predicted = (proba >= 0.5).astype(int)
+    correct = int((predicted == y).sum())
+    table = calibration_bins(y, proba)
+    accuracy_ci, brier_ci = wilson_interval(correct, len(y)), brier_interval(y, proba)
+    return {**_metrics(y, proba), "n": len(y),
+            "accuracy_ci95": list(accuracy_ci) if accuracy_ci else None,
+            "brier_ci95": list(brier_ci) if brier_ci else None,
+            "calibration": table, "ece": expected_calibration_error(table)}
+
+
+def per_group(y: np.ndarray, proba: np.ndarray, groups: np.ndarray) -> list[dict]:
+    """Per package: how many labels, of which class, accuracy (95 % Wilson) and Brier."""
+    table = []
+    for group in sorted(set(groups.tolist())):
+        mask = groups == group
+        yg, pg = y[mask], proba[mask]
+        correct = int(((pg >= 0.5).astype(int) == yg).sum())
+        interval = wilson_interval(correct, int(mask.sum()))
+        table.append({"package": group, "n": int(mask.sum()), "effective": int(yg.sum()),
+                      "not_effective": int(len(yg) - yg.sum()),
+                      "accuracy": correct / int(mask.sum()),
+                      "accuracy_ci95": list(interval) if interval else None,
+                      "brier": float(np.mean((pg - yg) ** 2))})
+    return table
+
+
+def per_strategy(y: np.ndarray, proba: np.ndarray, strategies: list[str]) -> dict[str, dict]:
+    """The grouped figures of each patch strategy's rows: a code patch of a project the
+    model never saw is judged by how it did on held-out code patches, not on upgrades."""
+    table = {}
+    names = np.asarray(strategies, dtype=object)
+    for strategy in sorted(set(strategies)):
+        mask = names == strategy
+        yg, pg = y[mask], proba[mask]
+        correct = int(((pg >= 0.5).astype(int) == yg).sum())
+        interval = wilson_interval(correct, int(mask.sum()))
+        table[strategy] = {"n": int(mask.sum()), "accuracy": correct / int(mask.sum()),
+                           "accuracy_ci95": list(interval) if interval else None,
+                           "brier": float(np.mean((pg - yg) ** 2))}
+    return table
+
+
+def train(features: list[dict], labels: list[int], *, min_per_class: int,
+          groups: list[str] | None = None) -> Trained:
+    """Cross-validate every candidate, refit the best on all labels (1 = effective).
+
+    ``groups`` (the package of each label) adds leave-one-package-out cross-validation when
+    it names at least ``MIN_GROUPS`` packages; the model is then chosen by its grouped
+    Brier score."""
     y = np.asarray(labels, dtype=int)
     counts = {"effective": int(y.sum()), "not_effective": int(len(y) - y.sum())}
     smallest = min(counts.values())
@@ -99,17 +189,27 @@ def train(features: list[dict], labels: list[int], *, min_per_class: int) -> Tra
         raise NotEnoughLabels(counts, max(min_per_class, 2))
     started = time.perf_counter()
     folds = min(5, smallest)
-    # The sigmoid is fitted on out-of-fold scores: as many calibration folds as the smallest
-    # class allows inside an outer training fold (up to 5), so it sees as much data as it can.
-    calibration_folds = max(2, min(5, smallest * (folds - 1) // folds))
+    calibration_folds = _calibration_folds(y, folds)
     outer = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
+    group_array = np.asarray(groups if groups is not None else [""] * len(y), dtype=object)
+    grouped = groups is not None and len(set(groups)) >= MIN_GROUPS
     tried = []
     for name, (factory, params) in CANDIDATES.items():
         proba = cross_val_predict(_pipeline(factory, calibration_folds), features, y, cv=outer,
                                   method="predict_proba")[:, 1]
-        tried.append({"algorithm": name, "parameters": params, **_metrics(y, proba),
-                      "_proba": proba})
-    best = min(tried, key=lambda c: (round(c["brier"], 4), c["algorithm"] != "logistic_regression"))
+        candidate = {"algorithm": name, "parameters": params, **_metrics(y, proba),
+                     "_proba": proba}
+        if grouped:
+            grouped_proba = _grouped_proba(factory, features, y, group_array)
+            candidate["grouped"] = _metrics(y, grouped_proba)
+            candidate["_grouped_proba"] = grouped_proba
+        tried.append(candidate)
+    selected_by = "grouped_brier" if grouped else "brier"
+
+    def score(c: dict) -> float:
+        return round(c["grouped"]["brier"] if grouped else c["brier"], 4)
+
+    best = min(tried, key=lambda c: (score(c), c["algorithm"] != "logistic_regression"))
     for candidate in tried:
         candidate["chosen"] = candidate is best
     factory, params = CANDIDATES[best["algorithm"]]
@@ -117,17 +217,30 @@ def train(features: list[dict], labels: list[int], *, min_per_class: int) -> Tra
     matrix = pipeline.named_steps["vectorise"].transform(features)
     means = {"all": matrix.mean(axis=0), "effective": matrix[y == 1].mean(axis=0),
              "not_effective": matrix[y == 0].mean(axis=0)}
+    evaluation = {"selected_by": selected_by,
+                  "stratified": {"scheme": f"stratified {folds}-fold",
+                                 **_figures(y, best["_proba"])},
+                  "grouped": None}
+    if grouped:
+        evaluation["grouped"] = {
+            "scheme": "leave one package out", "packages": len(set(groups)),
+            **_figures(y, best["_grouped_proba"]),
+            "per_package": per_group(y, best["_grouped_proba"], group_array),
+            "per_strategy": per_strategy(y, best["_grouped_proba"],
+                                         [str(f.get("strategy", "")) for f in features])}
     return Trained(
         algorithm=best["algorithm"], parameters={**params, "calibration": "sigmoid",
-                                                 "calibration_folds": calibration_folds},
+                                                 "calibration_folds": calibration_folds,
+                                                 "selected_by": selected_by},
         pipeline=pipeline,
         feature_names=list(pipeline.named_steps["vectorise"].get_feature_names_out()),
         feature_means={k: [float(v) for v in m] for k, m in means.items()},
         metrics={k: best[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc",
                                       "brier")},
-        candidates=[{k: v for k, v in c.items() if k != "_proba"} for c in tried],
+        candidates=[{k: v for k, v in c.items() if not k.startswith("_")} for c in tried],
         folds=folds, class_balance=counts, seconds=time.perf_counter() - started,
-        out_of_fold=[float(p) for p in best["_proba"]],
+        out_of_fold=[float(p) for p in best["_proba"]], evaluation=evaluation,
+        groups=sorted(set(groups or [])),
     )
 
 

@@ -38,3 +38,20 @@ def validate_patch(patch_id: int) -> int | None:
 def reap_wargames() -> dict:
     """Beat, every minute: end lost runs, re-enqueue forgotten ones, clean the sandbox."""
     return wargame_reap()
+
+
+@instrumented_task(name="wargaming.build_corpus", acks_late=False)
+def build_corpus(packages: list[str] | None = None, max_per_package: int | None = None,
+                 max_earlier: int | None = None) -> dict:
+    """``manage.py build_corpus`` as a job (it runs for many minutes: acknowledged on
+    receipt, so a lost worker never hands it to another; it is resumable instead)."""
+    import structlog
+
+    from apps.wargaming.corpus import DEFAULT_MAX_EARLIER, DEFAULT_MAX_PER_PACKAGE, corpus_build
+
+    log = structlog.get_logger("apps.wargaming.corpus")
+    cap = DEFAULT_MAX_PER_PACKAGE if max_per_package is None else (max_per_package or None)
+    earlier = DEFAULT_MAX_EARLIER if max_earlier is None else max_earlier
+    return corpus_build(packages=packages, max_per_package=cap, max_earlier=earlier,
+                        say=lambda line: log.info("wargaming.corpus_progress", line=line),
+                        command="celery task wargaming.build_corpus").as_dict()

@@ -1,7 +1,8 @@
 """ML-first and A/B testing on real wargame results: ``manage.py demo`` wargames its corpus
-for real in this test, trains on those verdicts, routes a second project's patches and
-shadow-wargames the ML-routed ones. Every check below recomputes a number from the stored
-runs and compares it with what the model, the routes and the accuracy report say."""
+for real (once per session, shared with the browser tests), trains on those verdicts,
+routes a second project's patches and shadow-wargames the ML-routed ones. Every check below
+recomputes a number from the stored runs and compares it with what the model, the routes
+and the accuracy report say."""
 
 from __future__ import annotations
 
@@ -29,11 +30,11 @@ LABELS = {"patch_effective": True, "patch_ineffective": False, "regression": Fal
 
 
 @pytest.fixture
-def demo(settings, tmp_path):
+def demo(settings, tmp_path, demo_template):
+    """``manage.py demo``'s rows, repositories and output (its run is shared by the session,
+    tests/conftest.py: it wargames for real and takes a minute or more)."""
     settings.IMMUNE_DATA_DIR = tmp_path
-    out = io.StringIO()
-    call_command("demo", stdout=out)
-    return out.getvalue()
+    return demo_template.load(tmp_path, wargame=True)
 
 
 def _api(user) -> APIClient:
@@ -58,7 +59,14 @@ def test_demo_trains_on_real_verdicts_and_reports_real_accuracy(
     assert {c["algorithm"] for c in model.candidates} == set(training.CANDIDATES)
     chosen = next(c for c in model.candidates if c["chosen"])
     assert chosen["algorithm"] == model.algorithm and chosen["brier"] == model.cv_brier
-    assert chosen["brier"] <= min(c["brier"] for c in model.candidates) + 1e-4
+    # Ten packages and the demo service: chosen by the leave-one-package-out Brier score.
+    assert model.evaluation["selected_by"] == "grouped_brier"
+    assert chosen["grouped"]["brier"] <= min(c["grouped"]["brier"]
+                                             for c in model.candidates) + 1e-4
+    assert chosen["grouped"]["brier"] == pytest.approx(model.grouped_brier)
+    assert set(model.training_packages) == {
+        r.patch.package for r in corpus.select_related("patch")
+        if r.verdict in LABELS and r.advisories}
     assert 0 <= model.cv_brier <= 1 and model.cv_accuracy > 0.5
     # The activation is audited.
     assert ModelActivation.objects.filter(model_version=model, via="training").exists()

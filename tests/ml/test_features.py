@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from apps.ml.features import FEATURES, cwe_family, diff_features, version_bump
+from apps.ml.features import FEATURES, cwe_family, diff_features, row_features, version_bump
+from tests.wargaming.pocrun import ADVISORY_DB
 
 PATCHES = Path(settings.BASE_DIR) / "apps" / "wargaming" / "demo_service" / "patches"
 
@@ -60,3 +61,59 @@ def test_every_feature_is_documented_in_docs_ml():
     text = (Path(settings.BASE_DIR) / "docs" / "ml.md").read_text()
     missing = [name for name in FEATURES if f"`{name}`" not in text]
     assert not missing, f"docs/ml.md does not document {missing}"
+
+
+def _import_pypa(*paths: str) -> None:
+    from apps.advisories.services import advisories_import
+
+    files = [ADVISORY_DB / path for path in paths]
+    if not all(f.is_file() for f in files):
+        pytest.skip(f"no PyPA advisory data at {ADVISORY_DB}")
+    report = advisories_import(sources=[str(f) for f in files], announce=False)
+    assert not report.failed, report.failures
+
+
+def _upgrade(package: str, old: str, new: str, *ids: str) -> dict:
+    return {"package": package, "vulnerable_version": old, "candidate_version": new,
+            "strategy": "dependency_upgrade", "advisory_ids": list(ids)}
+
+
+@pytest.mark.django_db
+def test_where_the_target_stands_against_the_advisory_ranges():
+    """The real PyPA ranges of urllib3's CVE-2023-43804: fixed in 1.26.17 and, on the 2.0
+    line (introduced 2.0.0), in 2.0.6."""
+    _import_pypa("urllib3/PYSEC-2023-192.yaml", "jinja2/PYSEC-2019-217.yaml")
+    cve = "CVE-2023-43804"
+    expected = {"1.26.17": ("yes", "at"), "1.26.18": ("yes", "after_patch"),
+                "2.0.4": ("no", "before_patch"), "2.0.6": ("yes", "at"),
+                "2.1.0": ("yes", "after_minor"), "3.0.0": ("yes", "after_major")}
+    for target, (leaves, distance) in expected.items():
+        features = row_features(_upgrade("urllib3", "1.26.16", target, cve))
+        assert (features["target_leaves_affected"], features["fix_distance"]) == (
+            leaves, distance), target
+        assert features["cwe_family"] != "unknown" or features["severity"]
+    # Still vulnerable, a minor release short of the fix; and an upgrade from far below.
+    short = row_features(_upgrade("jinja2", "2.8", "2.9.6", "PYSEC-2019-217"))
+    assert (short["target_leaves_affected"], short["fix_distance"],
+            short["version_bump"]) == ("no", "before_minor", "minor")
+    # Advisories of another package, or unknown ids, describe nothing: no features.
+    assert row_features(_upgrade("jinja2", "2.10", "2.10.1", cve)) is None
+    assert row_features(_upgrade("urllib3", "1.26.16", "1.26.17", "GHSA-0000")) is None
+
+
+@pytest.mark.django_db
+def test_a_code_patch_row_has_no_version_position_and_says_whether_it_compiles():
+    from apps.advisories.services import advisories_import
+    from apps.wargaming.corpus import DEMO_SERVICE
+
+    advisories_import(sources=[str(DEMO_SERVICE / "advisories")], announce=False)
+    row = {"package": "immune-demo-service", "vulnerable_version": "1.0.0",
+           "candidate_version": "1.0.0+cwe89.effective", "strategy": "code_patch",
+           "advisory_ids": ["IMMUNE-DEMO-CWE-89"], "cwe": "CWE-89", "compiles": True,
+           "diff": (PATCHES / "cwe-89-effective.diff").read_text()}
+    features = row_features(row)
+    assert (features["target_leaves_affected"], features["fix_distance"],
+            features["version_bump"], features["compiles"]) == ("n/a", "n/a", "none", "yes")
+    assert features["cwe_family"] == "injection" and features["change_parameterised_query"]
+    assert row_features({**row, "compiles": False})["compiles"] == "no"
+    assert row_features({**row, "compiles": None})["compiles"] == "n/a"

@@ -157,12 +157,13 @@ def test_ml_labels_count_covered_advisories_only(wargamed, tmp_path):
     assert labels_count() == {"effective": 1, "not_effective": 0}
     assert predictions_settle(run=legacy) == 0
 
-    features, labels, newest = training_set()
+    data = training_set(with_corpus=False)
+    features, labels, newest = data.features, data.labels, data.newest_run
     assert labels == [1] and newest == run.pk
     # The advisory features describe the covered advisory (no CVSS, CWE-20), not the
-    # other one (CVSS 7.5, CWE-400); the patch still claims both.
+    # other one (CVSS 7.5, CWE-400), though the patch claims both.
     assert features[0]["cvss_score"] == 0.0 and features[0]["cwe_family"] == "validation"
-    assert features[0]["severity"] != "high" and features[0]["advisories_claimed"] == 2
+    assert features[0]["severity"] != "high" and patch.apvs.count() == 2
     everything = patch_features(patch, scope=[COVERED, OTHER])
     assert everything["cvss_score"] == 7.5 and everything["cwe_family"] == "resource"
     # Predicting, the scope is what the library's exploit would cover: the same features.
