@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP through Django, ``/ws/...`` through Channels.
 
-WebSocket connections pass the origin check and Channels' session/auth
-middleware, so consumers see ``scope["user"]`` and can close anonymous ones.
+WebSocket connections authenticate with an API token (a subprotocol or an Authorization
+header) or with the session cookie and an Origin of ours (``apps.core.ws_auth``), so
+consumers see ``scope["user"]`` and can close anonymous ones.
 """
 
 import os
@@ -12,18 +13,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "immune.settings")
 # Django must be set up before anything imports models (the consumers do).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from apps.core.ws_auth import TokenOrSessionAuth  # noqa: E402
 from immune.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "websocket": TokenOrSessionAuth(URLRouter(websocket_urlpatterns)),
     }
 )
 

@@ -224,6 +224,9 @@ CELERY_TASK_ALWAYS_EAGER = (
     else CELERY_BROKER_URL.startswith("memory://")
 )
 CELERY_TASK_EAGER_PROPAGATES = True
+#: The queue tasks go to (and a worker takes with -Q): deployments sharing one Redis keep
+#: apart by naming their own.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="") or "celery"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -263,7 +266,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.PageNumberPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Roles and error responses on every operation (apps/core/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "apps.core.schema.ImmuneAutoSchema",
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
     # JSON without control characters, read up to API_MAX_BODY_BYTES (apps/core/parsers.py).
     "DEFAULT_PARSER_CLASSES": [
@@ -299,7 +303,16 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # A scan's "status" (ok/partial) beside the APV and patch states of the same field name.
     "ENUM_NAME_OVERRIDES": {"ScanResultStatusEnum": [("ok", "ok"), ("partial", "partial")],
-                            "APVStatusEnum": "apps.reviews.models.APVStatus"},
+                            "APVStatusEnum": "apps.reviews.models.APVStatus",
+                            "PatchStrategyEnum": "apps.reviews.models.PatchStrategy",
+                            "ProposableStrategyEnum": ["code_patch", "dependency_upgrade"],
+                            "PatchStateEnum": "apps.reviews.models.PatchState",
+                            "RunStateEnum": "apps.wargaming.models.RunState",
+                            "VerdictEnum": "apps.wargaming.models.Verdict",
+                            "DecisionTypeEnum": "apps.decisions.models.DecisionType",
+                            "OutcomeEnum": "apps.decisions.models.Outcome",
+                            "RouteEnum": "apps.ml.models.Route",
+                            "SeverityEnum": "apps.advisories.models.Severity"},
 }
 
 # django-ratelimit guards the login forms; it needs a cache shared by all processes,
@@ -460,6 +473,27 @@ if EPSS_URL:
 if KEV_URL:
     CELERY_BEAT_SCHEDULE["advisories-kev-daily"] = {
         "task": "advisories.import_kev", "schedule": timedelta(days=1)}
+#: NVD's CVSS/CWE/KEV data per CVE (docs/nvd.md): `import_nvd` reads files; the beat job
+#: `advisories.sync_nvd` fetches NVD's "modified" feed (NVD_SYNC=feed) or walks the CVE API
+#: 2.0 (NVD_SYNC=api; 5 requests per 30 s, 50 with NVD_API_KEY). Empty: the job is off.
+NVD_SYNC = env.str("NVD_SYNC", default="")
+if NVD_SYNC not in ("", "feed", "api"):
+    raise ImproperlyConfigured(f"NVD_SYNC must be empty, 'feed' or 'api', not {NVD_SYNC!r}")
+NVD_FEED_URL = env.str(
+    "NVD_FEED_URL", default="https://nvd.nist.gov/feeds/json/cve/2.0/nvdcve-2.0-modified.json.gz")
+NVD_API_URL = env.str("NVD_API_URL", default="https://services.nvd.nist.gov/rest/json/cves/2.0")
+NVD_API_KEY = env.str("NVD_API_KEY", default="")
+NVD_SYNC_INTERVAL_S = env.int("NVD_SYNC_INTERVAL_S", default=2 * 3600)
+NVD_TIMEOUT_S = env.float("NVD_TIMEOUT_S", default=60.0)
+#: Caps of one NVD file, decompressed, and of one CVE record in it (streamed: memory holds
+#: one record); a file past either is refused whole.
+NVD_MAX_FILE_BYTES = env.int("NVD_MAX_FILE_BYTES", default=4 * 1024 * 1024 * 1024)
+NVD_MAX_RECORD_BYTES = env.int("NVD_MAX_RECORD_BYTES", default=16 * 1024 * 1024)
+BREAKER_NVD_FAILURES = env.int("BREAKER_NVD_FAILURES", default=3)
+BREAKER_NVD_RESET_S = env.float("BREAKER_NVD_RESET_S", default=600.0)
+if NVD_SYNC:
+    CELERY_BEAT_SCHEDULE["advisories-nvd"] = {
+        "task": "advisories.sync_nvd", "schedule": timedelta(seconds=NVD_SYNC_INTERVAL_S)}
 
 # --- Scanning hostile repositories (issue 13; docs/apv.md) ----------------------------------
 #: A manifest larger than this is refused from its size, unread; the rest is scanned.
@@ -490,6 +524,9 @@ CELERY_BEAT_SCHEDULE["decisions-expire-risk-acceptances"] = {
 DECISION_APPLY_RETRIES = env.int("DECISION_APPLY_RETRIES", default=5)
 #: How long one attempt may hold a decision before another worker may take it over.
 DECISION_APPLY_LEASE_S = env.int("DECISION_APPLY_LEASE_S", default=600)
+#: How long a decision sent with an Idempotency-Key waits for the request first sent with
+#: that key before answering 409 idempotency_key_in_progress.
+DECISION_IDEMPOTENCY_WAIT_S = env.int("DECISION_IDEMPOTENCY_WAIT_S", default=30)
 #: A decision still waiting for its first attempt after this long is queued again (beat).
 DECISION_REQUEUE_AFTER_S = env.int("DECISION_REQUEUE_AFTER_S", default=60)
 CELERY_BEAT_SCHEDULE["decisions-requeue-stale"] = {
@@ -534,6 +571,11 @@ WARGAME_INDEX_URL = env.str("WARGAME_INDEX_URL", default="https://pypi.org/simpl
 #: Hosts the index proxy lets builds reach (the index's own host is always allowed).
 WARGAME_INDEX_HOSTS = [h for h in env.str(
     "WARGAME_INDEX_HOSTS", default="files.pythonhosted.org").split(",") if h]
+#: The "simple" index (PEP 503/691) a reviewer's upgrade target must be a release in
+#: (apps/reviews/patching/releases.py); empty: versions are parsed, not looked up. In
+#: production the wargame's index, which has to be reachable anyway.
+PACKAGE_INDEX_URL = env.str("PACKAGE_INDEX_URL",
+                            default=WARGAME_INDEX_URL if IS_PRODUCTION else "")
 #: Interpreter of the wargame environments. It must be readable by the sandbox user
 #: (``nobody`` when immune runs as root), so the system Python is preferred.
 WARGAME_PYTHON = env.str("WARGAME_PYTHON", default="") or (

@@ -1,7 +1,7 @@
 from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth.decorators import login_required
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
@@ -46,6 +46,8 @@ urlpatterns = [
     path("api/redoc/", login_required(csp_update({"img-src": ["https://cdn.redoc.ly"]})(
         SpectacularRedocView.as_view(url_name="schema"))), name="redoc"),
     path("", include("apps.core.urls")),
+    # Last: every other path under /api/ is a JSON 404, never Django's HTML page.
+    re_path(r"^api/(?P<rest>.*)$", core_views.api_not_found, name="api-not-found"),
 ]
 
 handler404 = "apps.core.views.json_not_found"

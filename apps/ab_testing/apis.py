@@ -18,6 +18,7 @@ from apps.ab_testing.selectors import (
     with_reviewer_decision,
 )
 from apps.ab_testing.services import experiment_disable, experiment_enable
+from apps.core.filters import Filter
 from apps.core.permissions import has_perm
 
 
@@ -34,6 +35,67 @@ class WindowInput(serializers.Serializer):
 
 _WINDOW = [OpenApiParameter("model_version", int), OpenApiParameter("since", str),
            OpenApiParameter("until", str)]
+_WINDOW_NAMES = ("model_version", "since", "until")
+
+
+def _known_only(params, extra: tuple[str, ...] = ()) -> None:
+    """400 naming every query parameter the endpoint does not take."""
+    accepted = {*_WINDOW_NAMES, *extra, "page", "page_size", "format"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise serializers.ValidationError({
+            name: [f"unknown parameter; this endpoint accepts: {', '.join(sorted(accepted))}"]
+            for name in unknown})
+
+
+class ExperimentOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    rate = serializers.FloatField()
+    enabled_at = serializers.DateTimeField()
+    enabled_by = serializers.CharField()
+    via = serializers.CharField()
+    results = serializers.IntegerField()
+
+
+class ActiveModelOutput(serializers.Serializer):
+    version = serializers.IntegerField()
+    algorithm = serializers.CharField()
+
+
+class StatusOutput(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    experiment = ExperimentOutput(allow_null=True)
+    active_model = ActiveModelOutput(allow_null=True)
+    routing = serializers.CharField()
+
+
+class ConfusionOutput(serializers.Serializer):
+    tp = serializers.IntegerField()
+    fp = serializers.IntegerField()
+    fn = serializers.IntegerField()
+    tn = serializers.IntegerField()
+
+
+class AccuracyFiltersOutput(serializers.Serializer):
+    model_version = serializers.IntegerField(allow_null=True)
+    since = serializers.CharField(allow_null=True)
+    until = serializers.CharField(allow_null=True)
+
+
+class AccuracyOutput(serializers.Serializer):
+    positive = serializers.CharField()
+    filters = AccuracyFiltersOutput()
+    confusion_matrix = ConfusionOutput()
+    sample_size = serializers.IntegerField()
+    accuracy = serializers.FloatField(allow_null=True)
+    accuracy_ci95 = serializers.ListField(child=serializers.FloatField(), allow_null=True,
+                                          min_length=2, max_length=2)
+    precision = serializers.FloatField(allow_null=True)
+    recall = serializers.FloatField(allow_null=True)
+    f1 = serializers.FloatField(allow_null=True)
+    not_counted = serializers.IntegerField(help_text="pairs whose run covered no advisory")
+    experiment = StatusOutput()
+    cached = serializers.BooleanField()
 
 
 class AccuracyApi(APIView):
@@ -43,8 +105,9 @@ class AccuracyApi(APIView):
 
     permission_classes = [has_perm("ab_testing.view_abtestresult")]
 
-    @extend_schema(parameters=_WINDOW, responses={200: dict})
+    @extend_schema(parameters=_WINDOW, responses={200: AccuracyOutput})
     def get(self, request):
+        _known_only(request.query_params)
         window = WindowInput(data=request.query_params)
         window.is_valid(raise_exception=True)
         return Response(accuracy_report(**window.validated_data))
@@ -57,7 +120,7 @@ class EnableInput(serializers.Serializer):
 class EnableApi(APIView):
     permission_classes = [has_perm("ab_testing.change_experiment")]
 
-    @extend_schema(request=EnableInput, responses={200: dict})
+    @extend_schema(request=EnableInput, responses={200: StatusOutput})
     def post(self, request):
         data = EnableInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -69,7 +132,7 @@ class EnableApi(APIView):
 class DisableApi(APIView):
     permission_classes = [has_perm("ab_testing.change_experiment")]
 
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=None, responses={200: StatusOutput})
     def post(self, request):
         experiment_disable(user=request.user, via="api")
         return Response(experiment_status())
@@ -78,7 +141,7 @@ class DisableApi(APIView):
 class StatusApi(APIView):
     permission_classes = [has_perm("ab_testing.view_experiment")]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: StatusOutput})
     def get(self, request):
         return Response(experiment_status())
 
@@ -103,9 +166,12 @@ class ResultOutput(serializers.ModelSerializer):
 
 
 class ResultsApi(ListAPIView):
+    """The stored pairs (model vs wargame), newest first, with the reviewer's decision."""
+
     serializer_class = ResultOutput
     permission_classes = [has_perm("ab_testing.view_abtestresult")]
     queryset = ABTestResult.objects.none()
+    filter_backends: list = []
 
     @extend_schema(parameters=[*_WINDOW, OpenApiParameter("correct", bool)])
     def get(self, request, *args, **kwargs):
@@ -114,11 +180,15 @@ class ResultsApi(ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
+        _known_only(self.request.query_params, ("correct",))
         window = WindowInput(data=self.request.query_params)
         window.is_valid(raise_exception=True)
         qs = with_reviewer_decision(ab_result_list(**window.validated_data)).order_by(
             "-recorded_at", "-id")
-        correct = self.request.query_params.get("correct")
-        if correct in ("true", "false"):
-            qs = qs.filter(correct=correct == "true")
+        correct = self.request.query_params.get("correct", "")
+        if correct:
+            try:
+                qs = qs.filter(correct=Filter("correct", "bool").parse(correct))
+            except ValueError as exc:
+                raise serializers.ValidationError({"correct": [str(exc)]}) from exc
         return qs

@@ -1,11 +1,15 @@
 """``/ws/reviews/``: live updates for the review console and other clients.
 
-Protocol (spec, Interfaces → WebSocket): the client sends ``subscribe`` /
-``unsubscribe`` with ``channels`` (apvs, decisions, wargames, stats) and ``ping``;
-the server sends ``connection_ack``, ``pong``, the events of subscribed channels
-and ``error``. The detail page also sends ``presence`` with an ``apv`` code (and again
-as a heartbeat); everyone viewing that APV receives ``presence`` with the viewers.
-Anonymous connections are closed before they are accepted.
+Protocol (spec, Interfaces → WebSocket; docs/api.md, "WebSocket"): a connection starts
+subscribed to ``DEFAULT_CHANNELS`` (the console's: apvs, decisions, stats), listed in its
+``connection_ack``; the client sends ``subscribe`` / ``unsubscribe`` with ``channels``
+(apvs, decisions, wargames, stats) and ``ping``; the server sends ``connection_ack``,
+``pong``, ``subscribed``/``unsubscribed`` (the subscriptions now), the events of subscribed
+channels as ``{"type": <event>, "data": {...}}`` (the APV's code always under ``apv``) and
+``error``. The detail page also sends ``presence`` with an ``apv`` code (and again as a
+heartbeat); everyone viewing that APV receives ``presence`` with the viewers.
+Authentication (API token or session, ``apps.core.ws_auth``) happens before; anonymous
+connections are closed before they are accepted.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.cache import cache
 
 from apps.core.realtime import CHANNELS, group_name
+from apps.core.ws_auth import SUBPROTOCOL
 
 #: Close code for an unauthenticated connection (4000-4999 are application codes).
 CLOSE_UNAUTHENTICATED = 4401
 #: A viewer who sent no presence heartbeat for this long is no longer shown.
 PRESENCE_TTL_S = 90
+#: What a connection receives before it subscribes to anything: what the console shows.
+DEFAULT_CHANNELS = ("apvs", "decisions", "stats")
 _APV_CODE = re.compile(r"^APV-\d{8}-\d{4,}$")
 
 
@@ -42,9 +49,15 @@ class ReviewsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.subscriptions: set[str] = set()
-        await self.accept()
+        offered = self.scope.get("subprotocols") or []
+        await self.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        for channel in DEFAULT_CHANNELS:
+            await self.channel_layer.group_add(group_name(channel), self.channel_name)
+            self.subscriptions.add(channel)
         await self.send_json(
-            {"type": "connection_ack", "user": user.get_username(), "channels": sorted(CHANNELS)}
+            {"type": "connection_ack", "user": user.get_username(), "channels": sorted(CHANNELS),
+             "subscriptions": sorted(self.subscriptions),
+             "auth": self.scope.get("auth_method", "session")}
         )
 
     async def disconnect(self, code: int) -> None:

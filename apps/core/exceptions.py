@@ -24,8 +24,21 @@ from apps.core.unavailable import is_unavailable, unavailable_response
 log = structlog.get_logger(__name__)
 
 
+def error_details(details: Any) -> dict[str, Any]:
+    """``details`` is always an object: keyed by field (or ``non_field_errors``) for a
+    validation error, by what it is about otherwise. A bare message or list of messages
+    (``ValidationError("...")``) goes under ``non_field_errors``."""
+    if details is None or details == "" or details == []:
+        return {}
+    if isinstance(details, dict):
+        return details
+    if isinstance(details, (list, tuple)):
+        return {"non_field_errors": list(details)}
+    return {"non_field_errors": [details]}
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+    return {"error": {"code": code, "message": message, "details": error_details(details)}}
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
@@ -62,7 +75,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         )
 
     if isinstance(exc, exceptions.ValidationError):
-        code, message, details = "validation_error", "The request is not valid.", exc.detail
+        details = error_details(exc.detail)
+        code = "validation_error"
+        message = "The request is not valid: " + ", ".join(details) + "." if details else \
+            "The request is not valid."
     else:
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else exc.default_code

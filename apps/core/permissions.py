@@ -12,6 +12,7 @@ def has_perm(perm: str, *, message: str = "") -> type[BasePermission]:
             user = request.user
             return bool(user and user.is_authenticated and user.has_perm(perm))
 
+    HasPerm.perm = perm  # read by the schema (apps/core/schema.py) to name the roles
     HasPerm.message = message or f"This needs the permission {perm}."
     HasPerm.__name__ = f"HasPerm_{perm.replace('.', '_')}"
     return HasPerm

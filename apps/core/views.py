@@ -11,6 +11,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from django_ratelimit.decorators import ratelimit
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -173,6 +174,25 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
+
+
+@csrf_exempt  # nothing is read or changed: a POST without a CSRF token gets the 404 too
+def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any path under /api/ no route took: a JSON 404 on every profile (with ``DEBUG`` on,
+    Django would answer its HTML debug page), naming the path with a slash when that one
+    exists (routes end in a slash, except the action routes of wargaming and A/B testing)."""
+    from django.urls import Resolver404, resolve
+
+    details: dict[str, str] = {"path": request.path}
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            details["did_you_mean"] = request.path + "/"
+    return JsonResponse(error_body("not_found", f"No API route {request.path}.", details),
+                        status=404)
 
 
 def json_server_error(request: HttpRequest) -> HttpResponse:

@@ -11,7 +11,7 @@ class DecisionInvalid(ApplicationError):
 
 
 class DecisionNotFound(NotFoundError):
-    code = "decision_not_found"
+    """``not_found``, as every 404 of the API (docs/api.md, "Errors")."""
 
 
 class DecisionForbidden(PermissionDeniedError):
@@ -22,6 +22,13 @@ class DecisionConflict(ConflictError):
     """Stale revision, or the APV was decided (or moved on) meanwhile."""
 
     code = "decision_conflict"
+
+
+class StaleRevision(DecisionConflict):
+    """The decision names a revision that is not the APV's current one (or one no longer
+    proposed); ``details.current_revision`` names the current one."""
+
+    code = "stale_revision"
 
 
 class IdempotencyKeyReused(ApplicationError):

@@ -5,30 +5,68 @@ from __future__ import annotations
 import statistics
 from datetime import datetime
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
-from apps.decisions.models import Decision
+from apps.decisions.models import Decision, DecisionAudit
+from apps.inventory.selectors import project_q
+
+
+def _values(value: str | list[str]) -> list[str]:
+    return [v for v in value.split(",") if v] if isinstance(value, str) else list(value)
 
 
 def decision_list(
-    *, reviewer: str = "", decision: str = "", project: str = "", apv_code: str = "",
-    since: datetime | None = None, until: datetime | None = None,
+    *, reviewer: str | list[str] = "", decision: str | list[str] = "",
+    project: str | list[str] = "", apv_code: str = "", apv: str | list[str] = "",
+    outcome: str | list[str] = "", since: datetime | None = None,
+    until: datetime | None = None,
 ) -> QuerySet[Decision]:
+    """Decisions, newest first. ``apv_code``: decisions made on that APV only; ``apv``:
+    those that moved these APVs, made on them or on a sibling sharing the patch revision
+    (``also_applied_to``): an APV's whole history."""
     qs = (Decision.objects.select_related("apv", "apv__project", "reviewer", "patch", "audit")
           .prefetch_related("also_applied_to"))
     if reviewer:
-        qs = qs.filter(reviewer__username__in=reviewer.split(","))
+        qs = qs.filter(reviewer__username__in=_values(reviewer))
     if decision:
-        qs = qs.filter(decision__in=decision.split(","))
+        qs = qs.filter(decision__in=_values(decision))
+    if outcome:
+        qs = qs.filter(outcome__in=_values(outcome))
     if project:
-        qs = qs.filter(apv__project__name__in=project.split(","))
+        qs = qs.filter(project_q(_values(project), field="apv__project"))
     if apv_code:
         qs = qs.filter(apv__code=apv_code)
+    if apv:
+        codes = _values(apv)
+        via_patch = Decision.also_applied_to.through.objects.filter(
+            apv__code__in=codes).values("decision_id")
+        qs = qs.filter(Q(apv__code__in=codes) | Q(pk__in=via_patch))
     if since:
         qs = qs.filter(decided_at__gte=since)
     if until:
         qs = qs.filter(decided_at__lt=until)
-    return qs.order_by("-decided_at")
+    return qs.order_by("-decided_at", "-id")
+
+
+def audit_list(*, decision: int | None = None, apv: str | list[str] = "",
+               reviewer: str | list[str] = "", via: str | list[str] = "",
+               since: datetime | None = None,
+               until: datetime | None = None) -> QuerySet[DecisionAudit]:
+    """Audit records, newest first; ``apv`` as in ``decision_list`` (siblings included)."""
+    qs = DecisionAudit.objects.select_related("decision", "decision__apv")
+    if decision is not None:
+        qs = qs.filter(decision_id=decision)
+    if apv:
+        qs = qs.filter(decision__in=decision_list(apv=apv).prefetch_related(None).values("pk"))
+    if reviewer:
+        qs = qs.filter(reviewer_username__in=_values(reviewer))
+    if via:
+        qs = qs.filter(via__in=_values(via))
+    if since:
+        qs = qs.filter(recorded_at__gte=since)
+    if until:
+        qs = qs.filter(recorded_at__lt=until)
+    return qs.order_by("-recorded_at", "-id")
 
 
 def decision_stats(*, project: str = "") -> dict:

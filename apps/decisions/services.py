@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -37,6 +38,7 @@ from apps.decisions.errors import (
     DecisionNotFound,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
+    StaleRevision,
 )
 from apps.decisions.events import (
     DecisionContext,
@@ -46,7 +48,7 @@ from apps.decisions.events import (
 )
 from apps.decisions.models import Decision, DecisionType, Outcome
 from apps.reviews.errors import APVNotFound
-from apps.reviews.models import APV, APVStatus, Patch
+from apps.reviews.models import APV, APVStatus, Patch, PatchState
 from apps.reviews.services.decided import (
     apv_claim,
     apvs_decided,
@@ -59,7 +61,7 @@ log = structlog.get_logger(__name__)
 MIN_JUSTIFICATION = 10
 #: How long a request waits for the request first sent with its Idempotency-Key to finish
 #: (PostgreSQL; on SQLite the database's busy timeout bounds the wait).
-IDEMPOTENCY_WAIT_S = 30
+IDEMPOTENCY_WAIT_S = settings.DECISION_IDEMPOTENCY_WAIT_S
 #: The first key of the advisory locks on Idempotency-Keys (the second is the key's hash).
 IDEMPOTENCY_LOCK_SPACE = 13_001
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout
@@ -235,14 +237,10 @@ def _decide(*, apv_code, reviewer, decision, justification, confidence, modifica
            .select_related("project", "dependency", "advisory", "current_patch")
            .filter(code=apv_code).first())
     if apv is None:
-        raise APVNotFound(f"No APV {apv_code}.")
+        raise APVNotFound(f"No APV {apv_code}.", details={"apv": apv_code})
     _check_permission(reviewer, apv, decision)
     patch = apv.current_patch
-    if patch is not None and patch_revision != patch.revision:
-        raise DecisionConflict(
-            f"{apv.code}'s patch is at revision {patch.revision}; you saw "
-            f"{patch_revision}. Reload and decide on the current revision.",
-            details={"current_revision": patch.revision, "patch_revision": patch_revision})
+    _check_revision(apv, patch, patch_revision)
     status_before = apv.status
     status_after = STATUS_AFTER[decision]
     # The claim: only one decision can move the APV off the status it was read in.
@@ -255,9 +253,6 @@ def _decide(*, apv_code, reviewer, decision, justification, confidence, modifica
                 if patch is not None and decision in PATCH_DECISIONS else [])
     needs_action = acts_on_git(decision, patch)
     action = "" if needs_action else _recorded_action(decision, patch)
-    apvs_decided(apvs=[apv, *siblings], status=status_after, risk_accepted_until=expires_at,
-                 now=now)
-
     record = Decision.objects.create(
         apv=apv, patch=patch, patch_revision=patch.revision if patch else None,
         decision=decision, justification=justification, confidence=confidence,
@@ -271,12 +266,40 @@ def _decide(*, apv_code, reviewer, decision, justification, confidence, modifica
         idempotency_key=idempotency_key, idempotency_fingerprint=idempotency_fingerprint,
     )
     record.also_applied_to.set(siblings)
+    # Live clients hear of the decision first, then of the APVs it moved (after commit).
+    send_event_on_commit("decisions", "decision.made", decision_payload(record))
+    apvs_decided(apvs=[apv, *siblings], status=status_after, risk_accepted_until=expires_at,
+                 now=now)
     snapshot["also_applied_to"] = [a.code for a in siblings]
     decision_audit_record(decision=record, snapshot=snapshot, context=context)
-    send_event_on_commit("decisions", "decision.made", decision_payload(record))
     log.info("decision.recorded", apv=apv.code, decision=decision, outcome=record.outcome,
              siblings=len(siblings))
     return record
+
+
+def _check_revision(apv: APV, patch: Patch | None, patch_revision: int | None) -> None:
+    """A decision names the revision it judges, and it must be the APV's current one: a
+    missing revision is a 400 naming the field, another one a 409 naming the current one
+    (spec, "APV status": a decision applies to one patch revision)."""
+    if patch is None:
+        return
+    current = {"current_revision": patch.revision, "current_patch": patch.pk}
+    if patch_revision is None:
+        raise DecisionInvalid(
+            f"patch_revision is required: {apv.code}'s current patch is revision "
+            f"{patch.revision} (patch {patch.pk}).",
+            details={"patch_revision": [f"required: the current revision is {patch.revision}"]})
+    if patch_revision != patch.revision:
+        raise StaleRevision(
+            f"{apv.code}'s current patch is revision {patch.revision} (patch {patch.pk}); "
+            f"you sent {patch_revision}. Reload and decide on the current revision.",
+            details={**current, "patch_revision": patch_revision})
+    if patch.state != PatchState.PROPOSED:
+        # A revision that is no longer proposed (superseded, merged, closed) is judged no
+        # more, whatever the APV still points at.
+        raise StaleRevision(
+            f"{apv.code}'s revision {patch.revision} is {patch.state}; it cannot be "
+            "decided.", details={**current, "patch_state": patch.state})
 
 
 def acts_on_git(decision: str, patch: Patch | None) -> bool:
@@ -306,7 +329,8 @@ def decision_retry(*, decision_id: int, user, via: str = "api") -> Decision:
         record = (Decision.objects.select_for_update(of=("self",))
                   .select_related("apv", "patch", "reviewer").filter(pk=decision_id).first())
         if record is None:
-            raise DecisionNotFound(f"No decision {decision_id}.")
+            raise DecisionNotFound(f"No decision {decision_id}.",
+                                   details={"decision": decision_id})
         if record.outcome != Outcome.APPLY_FAILED:
             raise DecisionConflict(
                 f"Decision {decision_id} is {record.outcome}; only a failed one is retried.",

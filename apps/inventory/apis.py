@@ -1,22 +1,45 @@
 """``/api/v1/projects/``: list, create (leads), detail, update (``PATCH``, leads), and
-``POST …/{id}/scan/``."""
+``POST …/{project}/scan/``. A project is addressed by id or by name in paths, as in the
+``project`` filters of the other lists."""
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from django.db.models import Q
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.permissions import DjangoModelPermissions, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.filters import Filter, ListQuery, query_params
+from apps.core.schema import errors
 from apps.inventory.manifests.globs import MAX_PATTERN_CHARS, MAX_PATTERNS
-from apps.inventory.models import Project
+from apps.inventory.models import Project, ScanStatus
+from apps.inventory.selectors import project_get
 from apps.inventory.services import project_add, project_scan, project_update
 
 
+class ScanErrorOutput(serializers.Serializer):
+    manifest = serializers.CharField(required=False)
+    line = serializers.IntegerField(required=False, allow_null=True)
+    reason = serializers.CharField()
+    stage = serializers.CharField(required=False,
+                                  help_text="repository, tree or manifest")
+
+
 class ProjectOutput(serializers.ModelSerializer):
+    last_scan_errors = ScanErrorOutput(many=True, read_only=True,
+                                       help_text="what the last scan attempt could not read")
+    last_scan_status = serializers.ChoiceField(choices=[("", ""), *ScanStatus.choices],
+                                               read_only=True)
+    manifest_include = serializers.ListField(
+        child=serializers.CharField(), read_only=True,
+        help_text="read only manifests matching one of these globs (empty: all)")
+    manifest_exclude = serializers.ListField(
+        child=serializers.CharField(), read_only=True,
+        help_text="never read manifests matching one of these globs, e.g. tests/**")
+
     class Meta:
         model = Project
         fields = ["id", "name", "path", "default_branch", "description", "last_scanned_at",
@@ -53,34 +76,64 @@ class ProjectUpdateInput(serializers.Serializer):
     manifest_exclude = _globs(_EXCLUDE_HELP)
 
 
+PROJECT_QUERY = ListQuery(
+    filters=[Filter("search", description="words of the name or description")],
+    ordering={"name": "name", "created_at": "created_at", "last_scanned_at": "last_scanned_at",
+              "id": "id"},
+    default=["name"], tie_breaker="id")
+
+
+def project_location(request, project: Project) -> str:
+    return request.build_absolute_uri(f"/api/v1/projects/{project.pk}/")
+
+
 class ProjectListApi(ListAPIView):
-    """Everyone authenticated may list; creating needs ``inventory.add_project`` (leads)."""
+    """Projects (GET); a new project (POST: ``201`` with ``Location``)."""
 
     serializer_class = ProjectOutput
     permission_classes = [IsAuthenticated, DjangoModelPermissions]
-    queryset = Project.objects.order_by("name")
-    search_fields = ["name", "description"]
-    ordering_fields = ["name", "last_scanned_at", "created_at"]
+    queryset = Project.objects.all()
+    filter_backends: list = []
+
+    @extend_schema(parameters=PROJECT_QUERY.parameters())
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        values, ordering = PROJECT_QUERY.parse(query_params(self))
+        qs = Project.objects.all()
+        for word in values.get("search", "").split():
+            qs = qs.filter(Q(name__icontains=word) | Q(description__icontains=word))
+        return qs.order_by(*ordering)
 
     @extend_schema(request=ProjectInput, responses={201: ProjectOutput})
     def post(self, request):
         data = ProjectInput(data=request.data)
         data.is_valid(raise_exception=True)
         project = project_add(**data.validated_data, created_by=request.user)
-        return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
+        return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": project_location(request, project)})
 
 
+PROJECT_PATH = OpenApiParameter("project", str, OpenApiParameter.PATH,
+                                description="the project's id or name")
+
+
+@extend_schema(parameters=[PROJECT_PATH])
 class ProjectDetailApi(RetrieveAPIView):
-    """Everyone authenticated may read; ``PATCH`` (description, manifest include/exclude
-    patterns) needs ``inventory.change_project`` (leads)."""
+    """A project (GET); ``PATCH`` changes its description and manifest include/exclude
+    patterns."""
 
     serializer_class = ProjectOutput
     permission_classes = [IsAuthenticated, DjangoModelPermissions]
     queryset = Project.objects.all()
 
+    def get_object(self):
+        return project_get(ref=self.kwargs["project"])
+
     @extend_schema(request=ProjectUpdateInput, responses={200: ProjectOutput})
-    def patch(self, request, pk: int):
-        project = get_object_or_404(Project, pk=pk)
+    def patch(self, request, project: str):
+        project = project_get(ref=project)
         data = ProjectUpdateInput(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         project = project_update(project=project, **data.validated_data)
@@ -103,21 +156,21 @@ class ProjectScanApi(APIView):
     queryset = Project.objects.all()
 
     @extend_schema(
-        request=None,
-        responses=inline_serializer("ScanOutput", {
+        request=None, parameters=[PROJECT_PATH],
+        responses={200: inline_serializer("ScanOutput", {
             "project": serializers.CharField(), "commit": serializers.CharField(),
             "manifests": serializers.ListField(child=serializers.CharField()),
             "dependencies": serializers.IntegerField(), "pinned": serializers.IntegerField(),
-            "errors": serializers.ListField(child=serializers.DictField()),
+            "errors": ScanErrorOutput(many=True),
             "apvs": serializers.DictField(child=serializers.IntegerField()),
             "status": serializers.ChoiceField(choices=["ok", "partial"]),
             "excluded": serializers.IntegerField(
                 help_text="manifests left out by the project's include/exclude patterns"),
             "excluded_manifests": serializers.ListField(child=serializers.CharField()),
-        }),
+        }), **errors(_422="Nothing could be read (scan_failed; details.errors).")},
     )
-    def post(self, request, pk: int):
-        project = get_object_or_404(Project, pk=pk)
+    def post(self, request, project: str):
+        project = project_get(ref=project)
         result = project_scan(project=project)
         return Response({
             "project": project.name, "commit": result.commit, "manifests": result.manifests,

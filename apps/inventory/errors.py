@@ -6,7 +6,7 @@ class ProjectInvalid(ApplicationError):
 
 
 class ProjectNotFound(NotFoundError):
-    code = "project_not_found"
+    """``not_found``, as every 404 of the API (docs/api.md, "Errors")."""
 
 
 class ScanFailed(ApplicationError):

@@ -10,4 +10,5 @@ class PatchConflict(ConflictError):
 
 
 class APVNotFound(NotFoundError):
-    code = "apv_not_found"
+    """``not_found``, as every 404 of the API (docs/api.md, "Errors"): a missing APV is the
+    same error on GET and on POST."""

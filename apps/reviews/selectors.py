@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
+from packaging.utils import canonicalize_name
 
 from apps.advisories.models import AdvisoryAlias
+from apps.inventory.selectors import project_q
 from apps.reviews.models import APV, APVStatus, Patch
 
 #: Advisory columns a list of APVs never shows; a detail that needs one loads it then.
@@ -14,24 +16,32 @@ ADVISORY_BULK = ("advisory__raw", "advisory__details", "advisory__references",
                  "advisory__source_path")
 
 
+def _values(value: str | list[str]) -> list[str]:
+    return [v for v in value.split(",") if v] if isinstance(value, str) else list(value)
+
+
 def apv_list(
-    *, project: str = "", status: str = "", severity: str = "", package: str = "",
-    advisory: str = "", overdue: bool | None = None,
+    *, project: str | list[str] = "", status: str | list[str] = "",
+    severity: str | list[str] = "", package: str | list[str] = "", advisory: str = "",
+    overdue: bool | None = None,
 ) -> QuerySet[APV]:
-    """Filters take comma-separated values; everything a row shows is joined in one query."""
+    """Filters take lists or comma-separated values (a project by id or name); everything
+    a row shows is joined in one query."""
     # The advisory's bulky columns (the whole OSV record, its text) are no row's business:
     # loading and decoding them was most of a list page's cost (issue 12).
     qs = (APV.objects.select_related("project", "dependency", "advisory")
           .defer(*ADVISORY_BULK))
     if project:
-        qs = qs.filter(project__name__in=project.split(","))
+        qs = qs.filter(project_q(_values(project), field="project"))
     if status:
-        qs = qs.filter(status__in=status.split(","))
+        qs = qs.filter(status__in=_values(status))
     if severity:
-        qs = qs.filter(severity__in=severity.split(","))
+        qs = qs.filter(severity__in=_values(severity))
     if package:
-        qs = qs.filter(dependency__normalised_name__in=[p.strip().lower().replace("_", "-")
-                                                          for p in package.split(",")])
+        # PEP 503 for PyPI; npm names keep their dots (lower-cased).
+        names = {n for p in _values(package)
+                 for n in (canonicalize_name(p.strip()), p.strip().lower().replace("_", "-"))}
+        qs = qs.filter(dependency__normalised_name__in=sorted(names))
     if advisory:
         # A subquery, not a join on the alias rows: no duplicate rows, so no DISTINCT, which
         # made PostgreSQL de-duplicate every matching row on all selected columns before
@@ -107,15 +117,17 @@ def findings_for_project(*, project_name: str, include_resolved: bool = False) -
     return [apv_finding(apv) for apv in qs]
 
 
-def patch_list(*, apv: str = "", project: str = "", state: str = "",
-               strategy: str = "") -> QuerySet[Patch]:
+def patch_list(*, apv: str | list[str] = "", project: str | list[str] = "",
+               state: str | list[str] = "", strategy: str | list[str] = "") -> QuerySet[Patch]:
+    """Patches, newest first; filters as ``apv_list``'s (``apv``: codes of APVs covered)."""
     qs = Patch.objects.select_related("project").prefetch_related("apvs")
     if apv:
-        qs = qs.filter(apvs__code=apv)
+        qs = qs.filter(pk__in=Patch.apvs.through.objects.filter(
+            apv__code__in=_values(apv)).values("patch_id"))
     if project:
-        qs = qs.filter(project__name=project)
+        qs = qs.filter(project_q(_values(project), field="project"))
     if state:
-        qs = qs.filter(state__in=state.split(","))
+        qs = qs.filter(state__in=_values(state))
     if strategy:
-        qs = qs.filter(strategy__in=strategy.split(","))
-    return qs.distinct().order_by("-created_at")
+        qs = qs.filter(strategy__in=_values(strategy))
+    return qs.order_by("-created_at", "-id")

@@ -41,8 +41,11 @@ REAP_REASON = "ended by the reaper: ran past its deadline (worker lost?)"
 
 
 def _progress(run: WargameRun, phase: str, state: str, started) -> None:
+    # The APVs the run is about, under "apvs" (a revision may cover several; every event
+    # names APVs by code, docs/api.md "WebSocket").
+    apvs = sorted(run.patch.apvs.values_list("code", flat=True)) if run.patch_id else []
     send_event("wargames", "wargame.progress", {
-        "run": run.pk, "patch": run.patch_id, "phase": phase, "state": state,
+        "run": run.pk, "patch": run.patch_id, "apvs": apvs, "phase": phase, "state": state,
         "elapsed_s": round((timezone.now() - started).total_seconds(), 2)})
 
 

@@ -70,7 +70,7 @@
       case "decision.made":
       case "decision.applied":
         if (page === "queue") scheduleRefresh();
-        if (page === "detail" && (data.code === apvCode || data.apv === apvCode)) {
+        if (page === "detail" && data.apv === apvCode) {
           if (message.type === "decision.applied") {
             showNote("The " + data.decision + " decision is " +
                      data.outcome.replace(/_/g, " ") + "; reload to see it.");

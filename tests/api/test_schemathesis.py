@@ -1,4 +1,6 @@
-"""Schemathesis over the whole API: no generated request answers 5xx (issue 13).
+"""Schemathesis over the whole API: no generated request answers 5xx (issue 13), and every
+answer conforms to the schema: a documented status code, the documented content type, a
+body valid against its schema (issue 19).
 
 The schema is loaded from the app itself (``/api/schema/``, with a lead's token, as a client
 would), and every operation gets ``EXAMPLES`` positive and ``EXAMPLES`` negative cases
@@ -23,6 +25,12 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase
 from rest_framework.authtoken.models import Token
 from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.factories import pyyaml_upgrade_patch
 
@@ -49,6 +57,7 @@ def test_no_operation_answers_5xx(app, lead, tmp_path, settings):
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", app, headers=auth)
 
     failures: list[str] = []
+    nonconforming: list[str] = []
     operations = 0
     started = time.monotonic()
     for result in schema.get_all_operations():
@@ -56,7 +65,7 @@ def test_no_operation_answers_5xx(app, lead, tmp_path, settings):
         operations += 1
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             check = _no_5xx(operation.as_strategy(generation_mode=mode), auth, failures,
-                            label=f"{operation.label} [{mode.value}]")
+                            nonconforming, label=f"{operation.label} [{mode.value}]")
             try:
                 check()
             except hypothesis.errors.Unsatisfiable:
@@ -65,11 +74,17 @@ def test_no_operation_answers_5xx(app, lead, tmp_path, settings):
     elapsed = time.monotonic() - started
     print(f"schemathesis: {operations} operations × 2 modes × ≤{EXAMPLES} examples "
           f"in {elapsed:.1f} s, {len(failures)} × 5xx")
-    assert operations >= 25  # the whole API, not a schema that failed to load
+    assert operations >= 40  # the whole API, not a schema that failed to load
     assert not failures, "\n".join(failures)
+    assert not nonconforming, "\n".join(nonconforming)
 
 
-def _no_5xx(strategy, auth: dict[str, str], failures: list[str], *, label: str):
+CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance,
+               response_schema_conformance]
+
+
+def _no_5xx(strategy, auth: dict[str, str], failures: list[str], nonconforming: list[str],
+            *, label: str):
     @hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                          phases=[Phase.explicit, Phase.generate],
                          suppress_health_check=list(HealthCheck))
@@ -78,5 +93,11 @@ def _no_5xx(strategy, auth: dict[str, str], failures: list[str], *, label: str):
         response = case.call(headers=auth)
         if response.status_code >= 500:
             failures.append(f"{label} → {response.status_code}: {case.as_curl_command()}")
+            return
+        try:
+            case.validate_response(response, checks=CONFORMANCE, headers=auth)
+        except (Exception, BaseExceptionGroup) as exc:  # a group: every check that failed
+            nonconforming.append(f"{label} → {response.status_code}: {exc}\n"
+                                 f"  {case.as_curl_command()}")
 
     return check

@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-import io
-
-import pytest
-from django.core.management import call_command
-
 from apps.reviews.models import APV
-
-
-@pytest.fixture
-def demo(db, settings, tmp_path):
-    settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", "--no-wargame", stdout=io.StringIO())
 
 
 def test_apv_changelist_shows_codes_filters_and_search(admin_client, demo):

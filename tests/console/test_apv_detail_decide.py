@@ -36,12 +36,17 @@ def test_detail_carries_the_current_patch_and_the_callers_decisions(pending, rev
     apv, patch = pending
     body = _client(reviewer).get(f"/api/v1/apvs/{apv.code}/").json()
     assert body["status"] == "pending_review"
-    assert body["current_patch"] == {
+    current = body["current_patch"]
+    assert {k: current[k] for k in ("id", "revision", "strategy", "state", "branch",
+                                    "branch_exists", "commit_sha", "title", "target_version",
+                                    "forge_pr_url", "verdict")} == {
         "id": patch.pk, "revision": patch.revision, "strategy": "dependency_upgrade",
-        "state": "proposed", "branch": patch.branch, "commit_sha": patch.commit_sha,
-        "title": patch.title, "target_version": "5.4", "forge_pr_url": "",
-        "verdict": None,  # not wargamed
+        "state": "proposed", "branch": patch.branch, "branch_exists": True,
+        "commit_sha": patch.commit_sha, "title": patch.title, "target_version": "5.4",
+        "forge_pr_url": "", "verdict": None,  # not wargamed
     }
+    assert current["diff"] == patch.diff and "+PyYAML==5.4" in current["diff"]
+    assert current["url"].endswith(f"/api/v1/patches/{patch.pk}/")
     assert patch.branch.startswith("immune/") and patch.revision == 1
     # A reviewer may decide but not accept a risk; a lead may do both.
     assert body["allowed_decisions"] == [

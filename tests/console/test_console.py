@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import re
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
-from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -17,12 +15,6 @@ from apps.decisions.models import Decision, DecisionAudit
 from apps.reviews.models import APV
 from immune.asgi import application
 from tests.factories import git
-
-
-@pytest.fixture
-def demo(db, settings, tmp_path):
-    settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", "--no-wargame", stdout=io.StringIO())
 
 
 def codes_on(page: str) -> list[str]:
@@ -185,9 +177,7 @@ def test_decisions_are_read_only_in_the_admin(admin_client, reviewer, demo):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_presence_shows_who_else_has_the_apv_open(reviewer, lead, settings, tmp_path):
-    settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", "--no-wargame", stdout=io.StringIO())
+def test_presence_shows_who_else_has_the_apv_open(reviewer, lead, demo):
     code = APV.objects.first().code
     cookies = []
     for user in (reviewer, lead):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -19,12 +17,6 @@ from apps.decisions.services import decision_record
 from apps.reviews.models import APV, APVStatus
 
 JUSTIFICATION = "Checked by hand against the advisory."
-
-
-@pytest.fixture
-def demo(db, settings, tmp_path):
-    settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", "--no-wargame", stdout=io.StringIO())
 
 
 def decide(apv: APV, reviewer, decision: str = "false_positive") -> None:

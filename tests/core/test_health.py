@@ -32,9 +32,11 @@ def test_ready_reports_each_component_with_latency(client):
     names = set(body["components"])
     assert {"database", "cache", "broker", "channel_layer", "sandbox"} <= names
     # a circuit breaker per network dependency; "redis" only where Redis is configured
-    assert {"circuit.broker", "circuit.forge", "circuit.osv", "circuit.evidence"} <= names
+    assert {"circuit.broker", "circuit.forge", "circuit.osv", "circuit.evidence",
+            "circuit.nvd"} <= names
     assert {n for n in names if n.startswith("circuit.")} <= {
-        "circuit.redis", "circuit.broker", "circuit.forge", "circuit.osv", "circuit.evidence"}
+        "circuit.redis", "circuit.broker", "circuit.forge", "circuit.osv", "circuit.evidence",
+        "circuit.nvd"}
     for component in body["components"].values():
         assert component["status"] == "healthy"
         assert component["latency_ms"] >= 0
@@ -53,7 +55,9 @@ def test_components_names_the_backends_in_use(client, settings):
 
 def test_database_on_a_closed_port_is_unhealthy_and_ready_is_503():
     port = closed_port()
-    result = run_django(PROBE, env={"DATABASE_URL": f"postgres://postgres@127.0.0.1:{port}/x"})
+    # Each request waits the pool's timeout for a connection that never comes: 1 s, not 10.
+    result = run_django(PROBE, env={"DATABASE_URL": f"postgres://postgres@127.0.0.1:{port}/x",
+                                    "DATABASE_POOL_TIMEOUT_S": "1"})
     assert result.returncode == 0, result.stderr
     out = last_json_line(result.stdout)
     assert out["/health"]["code"] == 200  # basic health does not depend on the database

@@ -117,9 +117,12 @@ def test_subscriber_receives_events_of_its_channels_only(client, reviewer):
         ack = await communicator.receive_json_from()
         await communicator.send_json_to({"type": "ping", "ts": 7})
         pong = await communicator.receive_json_from()
+        # The default subscription (the console's) less apvs and stats, then decisions again
+        await communicator.send_json_to({"type": "unsubscribe", "channels": ["apvs", "stats"]})
+        trimmed = await communicator.receive_json_from()
         await communicator.send_json_to({"type": "subscribe", "channels": ["decisions"]})
         subscribed = await communicator.receive_json_from()
-        await database_sync_to_async(realtime.send_event)("apvs", "apv.created", {"code": "A"})
+        await database_sync_to_async(realtime.send_event)("apvs", "apv.created", {"apv": "A"})
         await database_sync_to_async(realtime.send_event)(
             "decisions", "decision.made", {"apv": "A", "decision": "approve"}
         )
@@ -133,10 +136,13 @@ def test_subscriber_receives_events_of_its_channels_only(client, reviewer):
         await database_sync_to_async(realtime.send_event)("decisions", "decision.made", {})
         nothing = await communicator.receive_nothing(timeout=0.3)
         await communicator.disconnect()
-        return ack, pong, subscribed, event, error, bad, unsubscribed, nothing
+        return ack, pong, trimmed, subscribed, event, error, bad, unsubscribed, nothing
 
-    ack, pong, subscribed, event, error, bad, unsubscribed, nothing = async_to_sync(scenario)()
+    (ack, pong, trimmed, subscribed, event, error, bad, unsubscribed,
+     nothing) = async_to_sync(scenario)()
     assert ack["type"] == "connection_ack" and ack["user"] == "rita"
+    assert ack["subscriptions"] == ["apvs", "decisions", "stats"] and ack["auth"] == "session"
+    assert trimmed == {"type": "unsubscribed", "channels": ["decisions"]}
     assert pong == {"type": "pong", "ts": 7}
     assert subscribed == {"type": "subscribed", "channels": ["decisions"]}
     # the apv.created event was not for this subscriber; the first one it gets is the decision
@@ -162,3 +168,28 @@ def test_redis_channel_layer_delivers_across_processes(settings):
     assert result.returncode == 0, result.stderr
     message = receive_now(channel, timeout=3)
     assert message["event"] == "stats.update" and message["data"] == {"pending": 3}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_api_token_joins_as_a_subprotocol_and_a_wrong_one_is_closed(reviewer):
+    """Scripts authenticate with their API token in the handshake (docs/api.md,
+    "WebSocket"): no Origin needed; the server speaks ``immune`` and never echoes the token."""
+    from rest_framework.authtoken.models import Token
+
+    key = Token.objects.create(user=reviewer).key
+
+    async def scenario(protocols):
+        communicator = WebsocketCommunicator(application, "/ws/reviews/",
+                                             subprotocols=protocols)
+        connected, detail = await communicator.connect()
+        ack = await communicator.receive_json_from() if connected else None
+        await communicator.disconnect()
+        return connected, detail, ack
+
+    connected, subprotocol, ack = async_to_sync(scenario)(["immune", f"immune.token.{key}"])
+    assert connected and subprotocol == "immune"
+    assert (ack["user"], ack["auth"]) == ("rita", "token")
+    assert ack["subscriptions"] == ["apvs", "decisions", "stats"]
+    assert async_to_sync(scenario)(["immune", "immune.token.wrong"])[:2] == (False, 4401)
+    # Without a token and without an Origin (no session can be trusted): refused.
+    assert async_to_sync(scenario)(["immune"])[0] is False

@@ -29,7 +29,7 @@ def test_a_database_that_is_down_is_503_with_retry_after(pool):
     # DEBUG off, as in production: Django's handler500 then answers for middleware failures
     result = run_django(PROBE, env={"DATABASE_URL": f"postgres://postgres@127.0.0.1:{port}/x",
                                     "DEBUG": "false", "DATABASE_POOL": pool,
-                                    "DATABASE_POOL_TIMEOUT_S": "2",
+                                    "DATABASE_POOL_TIMEOUT_S": "1",  # per wait: 4 here
                                     "DATABASE_POOL_MIN_SIZE": "0"})
     assert result.returncode == 0, result.stderr[-3000:]
     out = last_json_line(result.stdout)

@@ -6,7 +6,6 @@ the event from one to the other, which is what this test proves.
 """
 
 import contextlib
-import io
 import json
 import os
 import subprocess
@@ -15,7 +14,6 @@ import time
 import urllib.request
 
 import pytest
-from django.core.management import call_command
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -90,10 +88,8 @@ def _receive(ws, matches, timeout: float = 5.0) -> dict:
 @pytest.mark.redis
 @pytest.mark.postgres  # the server process must see the test database
 @pytest.mark.django_db(transaction=True)
-def test_decision_in_one_process_reaches_a_client_of_another(client, reviewer, settings,
+def test_decision_in_one_process_reaches_a_client_of_another(client, reviewer, demo,
                                                               tmp_path):
-    settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", "--no-wargame", stdout=io.StringIO())
     apv = (APV.objects.filter(status="pending_review").select_related("current_patch")
            .order_by("code").first())
     assert apv is not None and apv.current_patch is not None
@@ -115,9 +111,11 @@ def test_decision_in_one_process_reaches_a_client_of_another(client, reviewer, s
             ack = json.loads(ws.recv(timeout=5))
             assert ack["type"] == "connection_ack"
             assert ack["user"] == reviewer.get_username()
+            assert ack["subscriptions"] == ["apvs", "decisions", "stats"]  # the default
             ws.send(json.dumps({"type": "subscribe", "channels": ["decisions", "apvs"]}))
             subscribed = json.loads(ws.recv(timeout=5))
-            assert subscribed == {"type": "subscribed", "channels": ["apvs", "decisions"]}
+            assert subscribed == {"type": "subscribed",
+                                  "channels": ["apvs", "decisions", "stats"]}
 
             result = decision_record(
                 apv_code=apv.code, reviewer=reviewer, decision="false_positive",
@@ -132,7 +130,7 @@ def test_decision_in_one_process_reaches_a_client_of_another(client, reviewer, s
             assert made["data"]["decision"] == "false_positive"
             assert made["data"]["reviewer"] == reviewer.get_username()
             updated = _receive(ws, lambda m: m.get("type") == "apv.updated"
-                               and m["data"].get("code") == apv.code)
+                               and m["data"].get("apv") == apv.code)
             assert updated["data"]["status"] == "false_positive"
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
 

@@ -168,7 +168,7 @@ def test_created_apvs_are_pushed_after_commit(repo, tmp_path):
     message = async_to_sync(scenario)()
     assert message["event"] == "apv.created"
     assert message["data"]["advisory"] == "PYSEC-2021-0001"
-    assert message["data"]["code"] == APV.objects.get().code
+    assert message["data"]["apv"] == APV.objects.get().code
 
 
 def test_scan_command_outputs(repo, feed, capsys):

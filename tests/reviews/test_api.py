@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from apps.inventory.models import Project
 from apps.reviews.models import APV
-
-
-@pytest.fixture
-def demo(db, settings, tmp_path):
-    settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", "--no-wargame", stdout=io.StringIO())
-    return Project.objects.get(name="demo")
 
 
 @pytest.fixture

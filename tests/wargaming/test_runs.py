@@ -81,12 +81,6 @@ def test_install_failure_is_an_error_not_a_verdict():
     assert "install" in run.reason and baseline.output  # the installer's message is kept
 
 
-@pytest.fixture
-def demo(db, settings, tmp_path):
-    settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", "--no-wargame", stdout=io.StringIO())
-
-
 def test_patch_wargame_moves_status_and_is_idempotent(demo, reviewer):
     apv = APV.objects.select_related("current_patch").get(advisory__osv_id="PYSEC-2021-142")
     run, created = wargame_start(patch=apv.current_patch, trigger="test")
@@ -110,8 +104,12 @@ def test_patch_wargame_moves_status_and_is_idempotent(demo, reviewer):
     assert [p["name"] for p in detail["phases"]] == ["baseline", "patched"]
     started = api.post("/api/v1/wargaming/validate", {"patch": apv.current_patch_id},
                        format="json")
-    assert started.status_code == 202
-    assert started.json() == {"run": finished.pk, "state": "finished", "created": False}
+    # It finished before: 200 with the run (202 is for a run still queued or running).
+    assert started.status_code == 200
+    assert started.json() == {"run": finished.pk, "state": "finished", "created": False,
+                              "verdict": "patch_effective",
+                              "url": f"http://testserver/api/v1/wargaming/runs/{finished.pk}/"}
+    assert started["Location"] == started.json()["url"]
 
 
 def test_patch_without_an_exploit_is_inconclusive(demo):

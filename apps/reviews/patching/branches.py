@@ -65,6 +65,16 @@ def branch_exists(repo: str, branch: str) -> bool:
     return True
 
 
+def branches_present(repo: str, prefix: str = "immune/") -> set[str] | None:
+    """The branches under ``prefix`` in ``repo`` (one git call for a page of patches), or
+    None when the repository cannot be read (moved, deleted)."""
+    try:
+        out = git(repo, "for-each-ref", "--format=%(refname)", f"refs/heads/{prefix}")
+    except (GitError, OSError):
+        return None
+    return {line.removeprefix("refs/heads/") for line in out.splitlines() if line}
+
+
 def apply_check(repo: str, base_commit: str, diff: str) -> None:
     """GitError carrying git's message when ``diff`` does not apply to ``base_commit``."""
     with detached_worktree(repo, base_commit) as wt:

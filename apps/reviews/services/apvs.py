@@ -55,9 +55,10 @@ def apv_codes_allocate(*, day: date, count: int) -> list[str]:
 
 
 def apv_payload(apv: APV) -> dict:
-    """What a live client needs to redraw a row of the queue."""
+    """What a live client needs to redraw a row of the queue (``apv.created``,
+    ``apv.updated``): the APV's code under ``apv``, as in every event (docs/api.md)."""
     return {
-        "code": apv.code,
+        "apv": apv.code,
         "project": apv.project.name,
         "package": apv.dependency.name,
         "version": apv.dependency.version,
@@ -202,7 +203,10 @@ def apvs_move_for_patch(*, patch, status: str, before: tuple[str, ...]) -> list[
         now = timezone.now()
         for apv in apvs:
             apv.status = status
-            if status == APVStatus.PENDING_REVIEW:
+            # Review time runs from the first arrival in pending_review: a wargame asked
+            # for while the APV waited (pending_review → validating → pending_review) does
+            # not restart it; a new revision or requested changes clear it (patches, decided).
+            if status == APVStatus.PENDING_REVIEW and apv.pending_review_at is None:
                 apv.pending_review_at = now
             apv.save(update_fields=["status", "pending_review_at", "updated_at"])
             send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
@@ -216,9 +220,10 @@ _SETTLED = (APVStatus.RESOLVED, APVStatus.FALSE_POSITIVE)
 
 
 def apvs_reprioritise(*, advisory_ids: Iterable[int]) -> list[APV]:
-    """Recompute priority and SLA of the unsettled APVs of these advisories (their EPSS or
-    KEV evidence changed): one bulk update of the rows that changed, an ``apv.updated``
-    event for each after commit. Severity and fixed versions are left to the next scan."""
+    """Bring the unsettled APVs of these advisories along with them (their EPSS or KEV
+    evidence changed, or NVD scored them: docs/nvd.md): severity, CVSS score, priority and
+    SLA, in one bulk update of the rows that changed, an ``apv.updated`` event for each after
+    commit. Fixed versions are left to the next scan."""
     ids = sorted(set(advisory_ids))
     changed: list[APV] = []
     with transaction.atomic():
@@ -229,14 +234,17 @@ def apvs_reprioritise(*, advisory_ids: Iterable[int]) -> list[APV]:
                     .select_related("project", "dependency", "advisory")
                     .order_by("pk"))
             for apv in apvs:
-                before = (apv.priority, apv.sla_due_at)
+                before = (apv.severity, apv.cvss_score, apv.priority, apv.sla_due_at)
+                apv.severity = apv.advisory.severity
+                apv.cvss_score = apv.advisory.cvss_score
                 _rank(apv, apv.advisory, direct=apv.dependency.direct,
                       fix_available=bool(apv.fixed_in))
-                if (apv.priority, apv.sla_due_at) != before:
+                if (apv.severity, apv.cvss_score, apv.priority, apv.sla_due_at) != before:
                     apv.updated_at = timezone.now()
                     changed.append(apv)
-        APV.objects.bulk_update(changed, ["priority", "sla_due_at", "updated_at"],
-                                batch_size=500)
+        APV.objects.bulk_update(
+            changed, ["severity", "cvss_score", "priority", "sla_due_at", "updated_at"],
+            batch_size=500)
         for apv in changed:
             send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
         if changed:

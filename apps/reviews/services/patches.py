@@ -23,6 +23,7 @@ from apps.reviews.hooks import patch_proposed, routing_active
 from apps.reviews.models import APV, APVStatus, Patch, PatchState, PatchStrategy
 from apps.reviews.patching.branches import apply_check, commit_on_branch, delete_branch
 from apps.reviews.patching.manifest_edit import ManualPatchRequired, upgrade_pin
+from apps.reviews.patching.releases import target_version_check
 from apps.reviews.patching.upgrade import choose_upgrade
 from apps.reviews.services.apvs import apv_payload, stats_push_on_commit
 
@@ -85,8 +86,14 @@ def patch_propose_upgrade(
     versions = sorted({a.dependency.version for a in apvs})
     notes: list[str] = []
     if target_version:
+        check = target_version_check(ecosystem=dependency.ecosystem,
+                                     package=dependency.normalised_name, pinned=versions,
+                                     target=target_version)
+        if check.problem:
+            raise PatchInvalid(check.problem, details={"target_version": [check.problem]})
         target, risk = target_version, "medium"
-        notes.append(f"target {target_version} chosen by {created_by or 'a reviewer'}")
+        notes += [f"target {target_version} chosen by {created_by or 'a reviewer'}",
+                  check.note]
     else:
         choice = choose_upgrade(ecosystem=dependency.ecosystem,
                                 package=dependency.normalised_name, current_versions=versions)
@@ -120,6 +127,36 @@ def patch_propose_upgrade(
                   notes=[*notes, *edit_notes], diff=diff, base_commit=base, branch=branch,
                   commit_sha=commit, **fields)
     return _save(apvs, patch, created_branch=True)
+
+
+def patch_propose(*, apv: APV, strategy: str, target_version: str = "", diff: str = "",
+                  title: str = "", created_by=None) -> Patch:
+    """A new revision for ``apv`` as a reviewer or a client asks for it (REST).
+
+    An upgrade is per package: it covers the APV, the other APVs its current revision
+    covers, and the project's other proposable APVs of the package, so a shared revision is
+    replaced as a whole and no APV is left on a superseded one. A code patch is the APV's
+    own (its siblings keep the revision they share)."""
+    if apv.status not in PROPOSABLE and apv.status != APVStatus.PENDING_REVIEW:
+        raise PatchConflict(f"{apv.code} is {apv.status}; a patch cannot be proposed now.",
+                            details={"status": apv.status})
+    if strategy == PatchStrategy.CODE_PATCH:
+        return patch_submit_code(apv=apv, diff=diff, title=title, created_by=created_by)
+    if strategy != PatchStrategy.DEPENDENCY_UPGRADE:
+        raise PatchInvalid(f"Only {PatchStrategy.DEPENDENCY_UPGRADE} and "
+                           f"{PatchStrategy.CODE_PATCH} revisions can be proposed.",
+                           details={"strategy": [f"{strategy!r} cannot be proposed"]})
+    allowed = {*PROPOSABLE, APVStatus.PENDING_REVIEW}
+    same_package = APV.objects.filter(
+        project_id=apv.project_id,
+        dependency__ecosystem=apv.dependency.ecosystem,
+        dependency__normalised_name=apv.dependency.normalised_name, status__in=PROPOSABLE)
+    sharing = (APV.objects.filter(current_patch_id=apv.current_patch_id, status__in=allowed)
+               if apv.current_patch_id else APV.objects.none())
+    apvs = list((same_package | sharing | APV.objects.filter(pk=apv.pk)).distinct()
+                .select_related("project", "dependency", "advisory").order_by("code"))
+    return patch_propose_upgrade(apvs=apvs, target_version=target_version or None,
+                                 created_by=created_by)
 
 
 def patch_submit_code(*, apv: APV, diff: str, title: str = "", created_by=None) -> Patch:
@@ -162,10 +199,10 @@ def _save(apvs: list[APV], patch: Patch, *, created_branch: bool = False) -> Pat
             if any(a.status not in allowed for a in locked):
                 raise PatchConflict("An APV changed while its patch was being made: "
                                     + ", ".join(f"{a.code} is {a.status}" for a in locked))
+            previous = set(Patch.objects.filter(apvs__in=locked, state=PatchState.PROPOSED)
+                           .values_list("pk", flat=True))
             patch.save()
             patch.apvs.set(locked)
-            Patch.objects.filter(apvs__in=locked, state=PatchState.PROPOSED).exclude(
-                pk=patch.pk).update(state=PatchState.SUPERSEDED, updated_at=timezone.now())
             now = timezone.now()
             # ML-first routes every proposal once a model is active, and WARGAME_AUTO does
             # so without one (then every patch is wargamed): open → patch_proposed, then
@@ -180,6 +217,7 @@ def _save(apvs: list[APV], patch: Patch, *, created_branch: bool = False) -> Pat
                 apv.save(update_fields=["status", "current_patch", "pending_review_at",
                                         "updated_at"])
                 send_event_on_commit("apvs", "apv.updated", apv_payload(apv))
+            _supersede(previous)
             stats_push_on_commit()
             if auto:
                 patch_proposed(patch=patch, trigger="proposal")
@@ -194,6 +232,16 @@ def _save(apvs: list[APV], patch: Patch, *, created_branch: bool = False) -> Pat
     log.info("patch.proposed", patch=patch.pk, strategy=patch.strategy, branch=patch.branch,
              apvs=[a.code for a in apvs])
     return patch
+
+
+def _supersede(patch_ids: set[int]) -> None:
+    """The revisions these APVs left are superseded, unless another APV still has one as
+    its current patch (a code patch for one APV of a shared upgrade): one current revision
+    per APV, and never a superseded one (a decision names the current revision)."""
+    still_current = APV.objects.filter(current_patch_id__in=patch_ids).values("current_patch_id")
+    (Patch.objects.filter(pk__in=patch_ids, state=PatchState.PROPOSED)
+     .exclude(pk__in=still_current)
+     .update(state=PatchState.SUPERSEDED, updated_at=timezone.now()))
 
 
 def _open_pull_request(patch: Patch) -> None:
