@@ -20,6 +20,12 @@ REQUIRE_SERVICES = os.environ.get("IMMUNE_REQUIRE_SERVICES") == "1"
 # other processes (a dev server, a benchmark, another run) never reach these tests. Set in
 # the environment, so the servers and workers the tests start share them.
 _RUN = f"test{os.getpid()}"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # A pytest-xdist worker: its own namespaces, not the ones inherited from the controller
+    # (each worker has its own test database; one worker's _fresh_cache must not empty
+    # another's cache in the middle of a test).
+    os.environ["CHANNEL_LAYER_PREFIX"] = f"immune-{_RUN}"
+    os.environ["CACHE_KEY_PREFIX"] = f"immune-cache-{_RUN}"
 os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"immune-{_RUN}")
 os.environ.setdefault("CACHE_KEY_PREFIX", f"immune-cache-{_RUN}")
 
@@ -97,6 +103,63 @@ def pytest_runtest_setup(item):
             pytest.skip(reason)
 
 
+# --- pytest-xdist (-n auto in pyproject's addopts): how many workers, which tests share one,
+# and in what order
+
+#: Test files that load the whole demo (real wargames and a model: a minute or more to
+#: build, tests/conftest.py's DemoTemplate): one unit of work, so it is built once per run.
+WHOLE_DEMO = ("tests/e2e/test_console_browser.py", "tests/ml/test_demo_model.py")
+#: Units sent to the workers first (the longest, so none is left running alone at the end);
+#: the rest follow by number of tests. Only an ordering: a file missing here still runs.
+LONGEST_FIRST = ("whole-demo", "tests/core/test_settings.py", "tests/decisions/test_concurrency.py",
+                 "tests/core/test_faults.py", "tests/core/test_demo.py",
+                 "tests/wargaming/test_runs.py", "tests/api/test_schemathesis.py",
+                 "tests/ml/test_corpus_model.py", "tests/api/test_walkthrough.py",
+                 "tests/wargaming/test_http_exploits.py")
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # pytest-xdist not installed: the suite runs in one process
+    LoadScopeScheduling = None
+
+if LoadScopeScheduling is not None:
+
+    class FileScheduling(LoadScopeScheduling):
+        """``--dist loadfile`` (all tests of a file on one worker, in order: module fixtures
+        such as a server are set up once and the tests sharing one see it as they expect),
+        with the WHOLE_DEMO files as one unit and the LONGEST_FIRST units sent first."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "whole-demo" if path in WHOLE_DEMO else path
+
+        def _assign_work_unit(self, node) -> None:
+            for scope in reversed(LONGEST_FIRST):
+                if scope in self.workqueue:
+                    self.workqueue.move_to_end(scope, last=False)
+            super()._assign_work_unit(node)
+
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own (loadfile)
+    def pytest_xdist_make_scheduler(config, log):
+        if config.getvalue("dist") == "loadfile":
+            return FileScheduling(config, log)
+        return None
+
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)
+    def pytest_xdist_auto_num_workers(config):
+        """``-n auto``: two workers (this project's machines have two cores) for the suite or
+        folders of it; none (the tests run in this process) for up to three named files or
+        tests, where starting workers and their databases costs more than it saves, and
+        with ``-s``, whose output a worker would not show. ``-n N`` still says exactly."""
+        if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+            return None  # xdist's own hook reads it
+        named = [config.invocation_params.dir / arg.split("::", 1)[0] for arg in config.args]
+        if config.getoption("capture") == "no" or (
+                named and len(named) <= 3 and all(path.is_file() for path in named)):
+            return 0
+        return min(2, os.cpu_count() or 1)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _celery_in_process():
     """Tasks called from tests run in-process; a dedicated test drives a real worker."""
@@ -162,6 +225,144 @@ def _fresh_cache():
     else:
         cache.clear()
     yield
+
+
+class DemoTemplate:
+    """``manage.py demo``, run once per session and handed to every test that needs it.
+
+    Each variant (``--no-wargame``: the corpus project with its patches proposed; the whole
+    demo: real wargames, a model, an A/B report, a second project) is built once by the real
+    command, in a transaction that is rolled back, in a data folder of its own: its rows are
+    kept as a ``dumpdata`` fixture, its git repositories stay on disk. A test gets a copy of
+    the data folder (its repositories are its own to merge into and branch from) and the rows
+    inserted as ``loaddata`` would (a server process: ``manage.py loaddata``), every path in
+    them pointing at its copy.
+    """
+
+    #: The apps whose rows the demo writes (every app of ours; none has rows from migrations).
+    APPS = ("core", "advisories", "inventory", "reviews", "wargaming", "ml", "ab_testing",
+            "decisions", "notifications", "console", "demo")
+
+    def __init__(self, root, blocker) -> None:
+        self.root, self.blocker = root, blocker
+        self.built: dict[bool, tuple] = {}
+        self.loads = 0
+
+    def _models(self):
+        from django.apps import apps
+
+        return [model for label in self.APPS if label in {a.label for a in apps.get_app_configs()}
+                for model in apps.get_app_config(label).get_models()]
+
+    def _build(self, wargame: bool) -> tuple:
+        from django.core.cache import cache
+        from django.core.management import call_command
+        from django.db import transaction
+        from django.test.utils import override_settings
+
+        folder = self.root / ("full" if wargame else "corpus")
+        folder.mkdir()
+        output, rows = io.StringIO(), io.StringIO()
+        with self.blocker.unblock():
+            present = [m._meta.label for m in self._models() if m._base_manager.exists()]
+            if present:  # they would be dumped as the demo's
+                pytest.fail(f"the demo is built on a database without rows of ours: {present}")
+            with override_settings(IMMUNE_DATA_DIR=str(folder)), transaction.atomic():
+                call_command("demo", *([] if wargame else ["--no-wargame"]), stdout=output)
+                call_command("dumpdata", *[m._meta.label for m in self._models()],
+                             use_base_manager=True, stdout=rows)
+                transaction.set_rollback(True)
+        if hasattr(cache, "delete_pattern"):  # what the build cached is no test's business
+            cache.delete_pattern("*")
+        else:
+            cache.clear()
+        return folder, rows.getvalue(), output.getvalue()
+
+    def variant(self, wargame: bool) -> tuple:
+        """(data folder, rows, output) of the variant, built on first use."""
+        if wargame not in self.built:
+            self.built[wargame] = self._build(wargame)
+        return self.built[wargame]
+
+    def copy(self, folder, *, wargame: bool = False) -> tuple:
+        """The demo's data folder copied into ``folder``; returns (a ``loaddata`` fixture of
+        its rows, the demo's output), both naming ``folder`` where the build's folder was."""
+        import shutil
+        from pathlib import Path
+
+        built, rows, output = self.variant(wargame)
+        shutil.copytree(built, folder, symlinks=True, dirs_exist_ok=True)
+        self.loads += 1
+        fixture = Path(self.root) / f"rows-{self.loads}.json"
+        fixture.write_text(rows.replace(str(built), str(folder)))
+        return fixture, output.replace(str(built), str(folder))
+
+    def load(self, folder, *, wargame: bool = False) -> str:
+        """As :meth:`copy`, with the rows inserted into the test's database; returns the
+        demo's output."""
+        fixture, output = self.copy(folder, wargame=wargame)
+        try:
+            self._insert(fixture.read_text())
+        finally:
+            fixture.unlink()
+        return output
+
+    @staticmethod
+    def _insert(rows: str) -> None:
+        """What ``loaddata`` does (the rows saved raw, as dumped; constraints checked;
+        sequences reset) with one INSERT per table instead of an UPDATE and an INSERT per row."""
+        from collections import defaultdict
+
+        from django.core import serializers
+        from django.core.management.color import no_style
+        from django.db import connection, transaction
+
+        tables = defaultdict(list)
+        for item in serializers.deserialize("json", rows):
+            obj = item.object
+            if obj._meta.parents:
+                raise NotImplementedError(f"{obj._meta.label} inherits: insert its parent too")
+            tables[type(obj)].append(obj)
+            for name, pks in item.m2m_data.items():
+                through = obj._meta.get_field(name).remote_field.through
+                field = obj._meta.get_field(name)
+                source = through._meta.get_field(field.m2m_field_name()).attname
+                target = through._meta.get_field(field.m2m_reverse_name()).attname
+                tables[through] += [through(**{source: obj.pk, target: pk}) for pk in pks]
+        with transaction.atomic(), connection.constraint_checks_disabled():
+            for model, objs in tables.items():
+                fields = [f for f in model._meta.local_concrete_fields
+                          if not f.generated and not (f.primary_key and objs[0].pk is None)]
+                size = connection.ops.bulk_batch_size(fields, objs) or len(objs)
+                for start in range(0, len(objs), size):
+                    model._base_manager._insert(objs[start:start + size], fields=fields,
+                                                raw=True)
+            connection.check_constraints(table_names=[m._meta.db_table for m in tables])
+            with connection.cursor() as cursor:
+                for sql in connection.ops.sequence_reset_sql(no_style(), list(tables)):
+                    cursor.execute(sql)
+
+
+@pytest.fixture(scope="session")
+def demo_template(django_db_setup, django_db_blocker, tmp_path_factory, _celery_in_process,
+                  _shared_wargame_environments):
+    """The demo, built once per session (:class:`DemoTemplate`). The ``--no-wargame``
+    variant is built here, before any test's fixtures could change a setting it depends on;
+    the whole demo on first use (its two users change none)."""
+    template = DemoTemplate(tmp_path_factory.mktemp("demo-template"), django_db_blocker)
+    template.variant(wargame=False)
+    return template
+
+
+@pytest.fixture
+def demo(db, settings, tmp_path, demo_template):
+    """``manage.py demo --no-wargame`` in ``tmp_path`` (the data folder): the bundled
+    advisories, the demo repository scanned and every patch proposed; the demo Project."""
+    from apps.inventory.models import Project
+
+    settings.IMMUNE_DATA_DIR = tmp_path
+    demo_template.load(tmp_path)
+    return Project.objects.get(name="demo")
 
 
 @pytest.fixture

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.core.management import call_command
 
 from apps.inventory.models import Project
 from apps.reviews.models import APV
 
 
 @pytest.fixture
-def proposed(db, settings, tmp_path):
-    """The demo project (bundled advisories, a real git repo) with every patch proposed."""
+def proposed(db, settings, tmp_path, demo_template):
+    """The demo project (bundled advisories, a real git repo) with every patch proposed:
+    ``manage.py demo --no-wargame`` (tests/conftest.py: built once, copied per test)."""
     settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", "--no-wargame", stdout=io.StringIO())  # proposes the patches too
+    demo_template.load(tmp_path)  # the demo proposes the patches too
     return Project.objects.get(name="demo")
 
 
@@ -25,8 +23,8 @@ def apv_of(package: str) -> APV:
 
 
 @pytest.fixture
-def proposed_tx(transactional_db, settings, tmp_path):
+def proposed_tx(transactional_db, settings, tmp_path, demo_template):
     """As ``proposed``, for tests whose threads need committed rows."""
     settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", "--no-wargame", stdout=io.StringIO())
+    demo_template.load(tmp_path)
     return Project.objects.get(name="demo")

@@ -9,6 +9,7 @@ independent of it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -41,16 +42,23 @@ def venv_for(requirements: list[str]) -> Path:
     if python.exists() and (venv / ".complete").exists():
         return venv
     CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run([UV, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
-    constraints = CACHE / "build-constraints.txt"
-    constraints.write_text(BUILD_CONSTRAINTS)
-    done = subprocess.run(
-        [UV, "pip", "install", "--quiet", "--python", str(python),
-         "--build-constraint", str(constraints), *requirements],
-        capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"install of {requirements} failed:\n{done.stderr[-3000:]}")
-    (venv / ".complete").write_text("ok")
+    # One build per key at a time: runs in parallel (pytest-xdist workers, another checkout's
+    # suite) wait for it instead of building into the same folder at once.
+    with (CACHE / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if python.exists() and (venv / ".complete").exists():
+            return venv
+        subprocess.run([UV, "venv", "--quiet", "--clear", "--python", sys.executable,
+                        str(venv)], check=True)
+        constraints = CACHE / f"build-constraints-{key}.txt"
+        constraints.write_text(BUILD_CONSTRAINTS)
+        done = subprocess.run(
+            [UV, "pip", "install", "--quiet", "--python", str(python),
+             "--build-constraint", str(constraints), *requirements],
+            capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"install of {requirements} failed:\n{done.stderr[-3000:]}")
+        (venv / ".complete").write_text("ok")
     return venv
 
 

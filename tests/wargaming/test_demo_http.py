@@ -4,21 +4,12 @@ revision; the regression phase runs the service's own tests."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.core.management import call_command
 
 from apps.reviews.models import APV, Patch
 from apps.wargaming.services import wargame_execute, wargame_start
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def demo(db, settings, tmp_path):
-    settings.IMMUNE_DATA_DIR = tmp_path
-    call_command("demo", "--no-wargame", stdout=io.StringIO())
 
 
 @pytest.mark.parametrize("cwe", ["89", "22"])

@@ -75,8 +75,14 @@ def test_health_reports_a_working_sandbox():
 def test_a_phase_records_its_limits_and_leaves_no_cgroup_or_folder(tmp_path):
     from django.conf import settings as live
 
-    before = set(sandbox.work_base().iterdir())
-    groups_before = {p for base in cgroups.detect().bases for p in base.iterdir()}
+    # A phase names its control folder and its cgroup after the process that runs it (this
+    # one): what other processes sandbox meanwhile (a parallel test worker, another run on
+    # the machine) comes and goes beside it and is not looked at.
+    def ours(paths) -> set[Path]:
+        return {p for p in paths if f".{os.getpid()}." in p.name}
+
+    before = ours(sandbox.work_base().iterdir())
+    groups_before = ours(p for base in cgroups.detect().bases for p in base.iterdir())
     path = tmp_path / "poc.py"
     path.write_text(BLOCKED)
     phase = run_exploit(parse_exploit(path), Path(live.WARGAME_PYTHON), name="baseline")
@@ -88,8 +94,8 @@ def test_a_phase_records_its_limits_and_leaves_no_cgroup_or_folder(tmp_path):
     if cgroups.detect().version:
         assert applied["memory_bytes"] == live.WARGAME_MEMORY_MB * 1024 * 1024
         assert applied["max_processes"] == live.WARGAME_MAX_PROCESSES
-    assert set(sandbox.work_base().iterdir()) <= before
-    assert {p for base in cgroups.detect().bases for p in base.iterdir()} <= groups_before
+    assert ours(sandbox.work_base().iterdir()) <= before
+    assert ours(p for base in cgroups.detect().bases for p in base.iterdir()) <= groups_before
 
 
 def test_reaper_removes_stale_sandbox_folders():
