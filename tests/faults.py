@@ -167,7 +167,9 @@ def uvicorn(env: dict[str, str], log_path: Path, *, workers: int = 1,
     with log_path.open("w") as log_file:
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "immune.asgi:application", "--host",
-             "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+             "127.0.0.1", "--port", str(port), "--workers", str(workers),
+             # An open WebSocket would hold a graceful shutdown for the whole wait below.
+             "--timeout-graceful-shutdown", "3"],
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
