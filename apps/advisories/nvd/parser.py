@@ -17,8 +17,9 @@ gzip, detected from the bytes) and saved responses of the CVE API 2.0
 Streamed: a yearly feed is hundreds of megabytes, so the ``vulnerabilities`` list is read one
 record at a time (ijson's C parser); memory holds one record (at most ``max_record_bytes`` of
 JSON) plus the caller's batch, whatever the file's size. A record that cannot be used is an
-``NvdError`` (where, why) in place of the record: the caller reports it and goes on. A file
-that is not this format at all, or stops being JSON part-way, raises ``NvdUnreadable``.
+``FeedError`` (where, why: the EPSS and KEV feeds' own) in place of the record: the caller
+reports it and goes on. A file that is not this format at all, or stops being JSON
+part-way, raises ``NvdUnreadable``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any, BinaryIO
 import cvss
 import ijson
 
-from apps.advisories.feeds import CVE_RE
+from apps.advisories.feeds import CVE_RE, FeedError
 
 #: ``metrics`` keys, newest CVSS version first, with the ``cvssData.version`` each holds.
 METRIC_KEYS: tuple[tuple[str, str], ...] = (
@@ -58,13 +59,6 @@ _READ_CHUNK = 64 * 1024
 class NvdUnreadable(Exception):
     """The file is not NVD's CVE JSON 2.0 at all, or stops being JSON part-way; the
     caller stores nothing of it."""
-
-
-@dataclass(frozen=True)
-class NvdError:
-    where: str
-    reason: str
-    cve: str = ""
 
 
 @dataclass(frozen=True)
@@ -433,7 +427,7 @@ def _kind(event: str) -> str:
 
 
 def iter_nvd(path: Path, header: NvdHeader, *, max_bytes: int, max_record_bytes: int
-             ) -> Iterator[NvdRecord | NvdError]:
+             ) -> Iterator[NvdRecord | FeedError]:
     """The records of one NVD file, streamed; fills ``header``. Raises ``NvdUnreadable``
     when the file is not NVD's CVE JSON 2.0, stops being JSON, passes ``max_bytes``
     decompressed, or holds a record above ``max_record_bytes``: the caller keeps nothing
@@ -457,7 +451,7 @@ def iter_nvd(path: Path, header: NvdHeader, *, max_bytes: int, max_record_bytes:
                     cve = _cve_of(item)
                     where = f"{label}:vulnerabilities[{index}]" + (f" ({cve})" if cve else "")
                     first_failure = first_failure or f"{where}: {exc}"
-                    yield NvdError(where, str(exc), cve=cve)
+                    yield FeedError(where, str(exc), cve=cve)
                     continue
                 records += 1
                 yield record

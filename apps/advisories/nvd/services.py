@@ -21,10 +21,15 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from apps.advisories.evidence import EvidenceReport, advisories_evidence_refresh, advisory_cves
+from apps.advisories.evidence import (
+    FAILURES_KEPT,
+    EvidenceReport,
+    advisories_evidence_refresh,
+    advisory_cves,
+)
 from apps.advisories.feeds import FeedError
 from apps.advisories.models import Advisory, NvdCve
-from apps.advisories.nvd.parser import NvdError, NvdHeader, NvdRecord, NvdUnreadable, iter_nvd
+from apps.advisories.nvd.parser import NvdHeader, NvdRecord, NvdUnreadable, iter_nvd
 from apps.advisories.services import advisories_severity_share
 from apps.advisories.signals import exploitation_evidence_changed
 
@@ -54,7 +59,7 @@ class NvdReport(EvidenceReport):
         for name in ("rows", "created", "updated", "unchanged", "failed", "older", "rejected",
                      "advisories_updated"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.failures += other.failures[:max(0, 1_000 - len(self.failures))]
+        self.failures += other.failures[:max(0, FAILURES_KEPT - len(self.failures))]
         self.changed_advisory_ids += other.changed_advisory_ids
 
     def as_dict(self) -> dict:
@@ -131,8 +136,8 @@ def _import_file(path: Path, *, on_row: Callable[[int], None]) -> NvdReport:
         batch: dict[str, NvdRecord] = {}
         for item in iter_nvd(path, header, max_bytes=settings.NVD_MAX_FILE_BYTES,
                              max_record_bytes=settings.NVD_MAX_RECORD_BYTES):
-            if isinstance(item, NvdError):
-                part.fail(FeedError(item.where, item.reason, cve=item.cve))
+            if isinstance(item, FeedError):
+                part.fail(item)
                 continue
             part.rows += 1
             part.rejected += item.rejected
