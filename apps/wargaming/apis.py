@@ -3,7 +3,6 @@ the runs of an APV (``/apvs/{code}/runs/``) and of a patch (``/patches/{id}/runs
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
@@ -18,7 +17,7 @@ from apps.core.queue import enqueue_on_commit, require_broker
 from apps.core.schema import errors
 from apps.reviews.models import APV, Patch
 from apps.wargaming.models import RunState, Verdict, WargamePhase, WargameRun
-from apps.wargaming.selectors import no_exploit_reason, run_covers
+from apps.wargaming.selectors import no_exploit_reason, run_covers, run_list
 from apps.wargaming.services import wargame_start
 
 
@@ -88,11 +87,6 @@ def run_url(request, run) -> str:
     return request.build_absolute_uri(path) if request is not None else path
 
 
-def _runs() -> QuerySet[WargameRun]:
-    return WargameRun.objects.select_related("patch").prefetch_related(
-        "phases", "patch__apvs__advisory")
-
-
 RUN_QUERY = ListQuery(
     filters=[
         Filter("apv", many=True, description="APV code(s): runs of patches covering them"),
@@ -103,23 +97,6 @@ RUN_QUERY = ListQuery(
     ],
     ordering={"created_at": "created_at", "finished_at": "finished_at", "id": "id"},
     default=["-created_at"], tie_breaker="id")
-
-
-def run_list(*, apv: list[str] = (), patch: list[int] = (), verdict: list[str] = (),
-             state: list[str] = (), kind: list[str] = ()) -> QuerySet[WargameRun]:
-    qs = _runs()
-    if apv:
-        qs = qs.filter(patch__in=Patch.apvs.through.objects.filter(
-            apv__code__in=list(apv)).values("patch_id"))
-    if patch:
-        qs = qs.filter(patch_id__in=list(patch))
-    if verdict:
-        qs = qs.filter(verdict__in=list(verdict))
-    if state:
-        qs = qs.filter(state__in=list(state))
-    if kind:
-        qs = qs.filter(kind__in=list(kind))
-    return qs
 
 
 class _RunListApi(ListAPIView):
@@ -179,7 +156,7 @@ class RunDetailApi(RetrieveAPIView):
 
     serializer_class = RunOutput
     permission_classes = [has_perm("wargaming.view_wargamerun")]
-    queryset = _runs()
+    queryset = run_list()
 
 
 class ValidateInput(serializers.Serializer):

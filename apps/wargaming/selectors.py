@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import F, OuterRef, QuerySet, TextField, Value
 from django.db.models.functions import Cast, Concat
 
+from apps.reviews.models import Patch
 from apps.wargaming.models import RunState, WargameRun
 
 
@@ -71,3 +72,27 @@ def covering_runs(*, patch=None, osv_id=None) -> QuerySet[WargameRun]:
             .filter(advisories_text__contains=Concat(Value('"'), osv_id, Value('"'),
                                                      output_field=TextField()))
             .order_by("-id"))
+
+
+def _runs() -> QuerySet[WargameRun]:
+    return WargameRun.objects.select_related("patch").prefetch_related(
+        "phases", "patch__apvs__advisory")
+
+
+def run_list(*, apv: list[str] = (), patch: list[int] = (), verdict: list[str] = (),
+             state: list[str] = (), kind: list[str] = ()) -> QuerySet[WargameRun]:
+    """Runs (the REST list), by APV (runs of patches covering them), patch, verdict, state
+    and kind; phases and the patch's APVs prefetched."""
+    qs = _runs()
+    if apv:
+        qs = qs.filter(patch__in=Patch.apvs.through.objects.filter(
+            apv__code__in=list(apv)).values("patch_id"))
+    if patch:
+        qs = qs.filter(patch_id__in=list(patch))
+    if verdict:
+        qs = qs.filter(verdict__in=list(verdict))
+    if state:
+        qs = qs.filter(state__in=list(state))
+    if kind:
+        qs = qs.filter(kind__in=list(kind))
+    return qs
