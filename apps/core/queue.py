@@ -41,7 +41,8 @@ BROKER_BREAKER = Breaker(
 )
 
 
-def _eager() -> bool:
+def tasks_run_in_process() -> bool:
+    """Tasks run where they are called (the embedded profile: no broker), not on a worker."""
     from immune.celery import app
 
     return bool(app.conf.task_always_eager)
@@ -68,7 +69,7 @@ def ping_broker() -> str:
 
 def require_broker() -> None:
     """Raise ``DependencyUnavailable`` unless a task published now would reach the broker."""
-    if _eager():
+    if tasks_run_in_process():
         return
     try:
         BROKER_BREAKER.guard(ping_broker)

@@ -22,11 +22,11 @@ from datetime import timedelta
 
 import structlog
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.core.queue import _eager, enqueue
+from apps.core.queue import enqueue, enqueue_on_commit, tasks_run_in_process
 from apps.core.realtime import send_event_on_commit
 from apps.decisions.events import decision_payload
 from apps.decisions.models import Decision, DecisionType, Outcome
@@ -59,10 +59,10 @@ def decision_dispatch(decision_id: int) -> None:
     a broker failure leaves the decision ``applying`` for the requeue beat."""
     from apps.decisions.tasks import apply_decision
 
-    if connection.in_atomic_block and not _eager():
-        transaction.on_commit(lambda: enqueue(apply_decision, decision_id))
-    else:
+    if tasks_run_in_process():
         enqueue(apply_decision, decision_id)
+    else:
+        enqueue_on_commit(apply_decision, decision_id)
 
 
 def _take_lease(decision_id: int, now) -> bool:
