@@ -133,6 +133,28 @@ def test_an_attempt_that_died_is_taken_over_and_acting_twice_merges_once(
     assert APV.objects.get(pk=apv.pk).status == "applied"
 
 
+def test_without_a_broker_approve_is_503_and_nothing_is_recorded(proposed, reviewer,
+                                                                 broker_queued, settings):
+    """Step two is a task: with the broker unreachable an approval is refused before
+    anything is written (503, Retry-After), while a decision with nothing for git to do
+    is still recorded."""
+    from tests.helpers import closed_port
+
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{closed_port()}/0"
+    apv = apv_of("pyyaml")
+    refused = approve(reviewer, apv)
+    assert refused.status_code == 503, refused.json()
+    assert refused.json()["error"]["details"]["dependency"] == "broker"
+    assert refused["Retry-After"]
+    assert not Decision.objects.filter(apv=apv).exists()
+    assert APV.objects.get(pk=apv.pk).status == "pending_review"
+    escalated = api_for(reviewer).post(f"/api/v1/apvs/{apv.code}/decisions/", {
+        "decision": "escalate", "justification": "Needs a lead to look at this one.",
+        "patch_revision": apv.current_patch.revision}, format="json")
+    assert escalated.status_code == 201, escalated.json()
+    assert escalated.json()["outcome"] == "applied"
+
+
 @pytest.mark.redis
 def test_a_live_lease_keeps_a_second_attempt_out(proposed, reviewer, broker_queued):
     apv = apv_of("pyyaml")
